@@ -1,0 +1,36 @@
+-- Applies one event's facts to a session. KEYS[1]: the session.
+-- ARGV: now, retention, idle limit (ms, 0: none), default site, currency,
+-- language, targetLocation, then operations:
+--   w <field> <stamp> <value> | ca <ms> | cx <ms> | ax <ms> | lx <stamp> | xe <stamp>
+--   li <customer> <stamp> | lo <customer> <stamp>
+-- Returns {changed (0/1), version, final (1 when the session has ended for
+-- good: by a logout, not by an anonymous expiry that an earlier login may
+-- still cancel)}.
+local key = KEYS[1]
+local now, retention, idle = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local defs = {site = ARGV[4], cur = ARGV[5], lang = ARGV[6], loc = ARGV[7]}
+local s = load(key)
+local before = view(s, defs)
+local i = 8
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'w' then
+    write(s, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]); i = i + 4
+  elseif op == 'ca' then
+    minnum(s, 'ca', ARGV[i + 1]); i = i + 2
+  elseif op == 'cx' or op == 'ax' then
+    maxnum(s, op, ARGV[i + 1]); i = i + 2
+  elseif op == 'lx' or op == 'xe' then
+    minstamp(s, op, ARGV[i + 1]); i = i + 2
+  elseif op == 'li' then
+    minstamp(s, 'li:' .. ARGV[i + 1], ARGV[i + 2]); i = i + 3
+  elseif op == 'lo' then
+    addlogout(s, ARGV[i + 1], ARGV[i + 2]); i = i + 3
+  else
+    return redis.error_reply('unknown operation ' .. tostring(op))
+  end
+end
+local facts = changed
+local v = finish(key, s, before, now, retention, idle, defs)
+local e = derive(s)
+return {facts and 1 or 0, v, (e and e ~= s.xe) and 1 or 0}

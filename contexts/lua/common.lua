@@ -1,0 +1,170 @@
+-- Shared by apply.lua and edit.lua. A session is one hash:
+--   cid, site, cur, cart, loc, lang   "<stamp> <value>" (greatest stamp wins)
+--   ca  createdAt ms (earliest cart.created)     cx  cart-based expiry ms (latest)
+--   ax  anonymous token expiry ms (latest)       lc  time of the last write ms
+--   lx  earliest logout naming the session (stamp)
+--   xe  earliest anonymous.expired (stamp)
+--   li:<customer>  earliest login as that customer (stamp)
+--   lo:<customer>  logouts of that customer naming no session (sorted stamps, comma separated)
+--   a:<name>  attribute, raw JSON (written by the API only)
+-- Derived on every write, for readers: e (end ms), dl (visible until ms), v (version), m (modified ms).
+-- A stamp is "<13 digit ms>|<id>": comparing stamp strings compares stamps.
+local FIELDS = {'cid', 'site', 'cur', 'cart', 'loc', 'lang'}
+local MAX_LOGOUTS = 16
+
+local function load(key)
+  local flat = redis.call('HGETALL', key)
+  local s = {}
+  for i = 1, #flat, 2 do s[flat[i]] = flat[i + 1] end
+  return s
+end
+
+local function stime(st) return tonumber(string.sub(st, 1, 13)) end
+
+local function split(v)
+  local sp = string.find(v, ' ', 1, true)
+  return string.sub(v, 1, sp - 1), string.sub(v, sp + 1)
+end
+
+-- end stamp (or nil) and earliest login stamp (or nil: not a customer's)
+local function derive(s)
+  local e, minli = s.lx, nil
+  for k, v in pairs(s) do
+    if string.sub(k, 1, 3) == 'li:' then
+      if not minli or v < minli then minli = v end
+      local lo = s['lo:' .. string.sub(k, 4)]
+      if lo then
+        for st in string.gmatch(lo, '[^,]+') do
+          if st > v then
+            if not e or st < e then e = st end
+            break
+          end
+        end
+      end
+    end
+  end
+  if s.xe and (not minli or minli > s.xe) and (not e or s.xe < e) then e = s.xe end
+  return e, minli
+end
+
+-- what a reader sees, as one string; '' when there is no visible context
+local function view(s, defs)
+  if not s.ca or s.e then return '' end
+  local parts = {}
+  for i, f in ipairs(FIELDS) do
+    local v = s[f]
+    if v then
+      local _, val = split(v)
+      parts[i] = val
+    else
+      parts[i] = defs[f] or ''
+    end
+  end
+  local names = {}
+  for k in pairs(s) do
+    if string.sub(k, 1, 2) == 'a:' then names[#names + 1] = k end
+  end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    parts[#parts + 1] = k
+    parts[#parts + 1] = s[k]
+  end
+  return table.concat(parts, '\0')
+end
+
+local function visible(s, now)
+  return s.ca and not s.e and (not s.dl or tonumber(s.dl) > now)
+end
+
+-- Pending changes of one script run, written at the end in one HSET/HDEL.
+local dirty = {}
+local changed = false
+local function put(s, k, v)
+  if s[k] ~= v then
+    s[k] = v
+    dirty[k] = true
+    changed = true
+  end
+end
+
+local function write(s, f, stamp, value)
+  local cur = s[f]
+  if cur and split(cur) >= stamp then return end
+  put(s, f, stamp .. ' ' .. value)
+  local t = stime(stamp)
+  if not s.lc or tonumber(s.lc) < t then put(s, 'lc', tostring(t)) end
+end
+
+local function maxnum(s, k, v)
+  if not s[k] or tonumber(s[k]) < tonumber(v) then put(s, k, v) end
+end
+
+local function minnum(s, k, v)
+  if not s[k] or tonumber(s[k]) > tonumber(v) then put(s, k, v) end
+end
+
+local function minstamp(s, k, v)
+  if not s[k] or s[k] > v then put(s, k, v) end
+end
+
+local function addlogout(s, customer, stamp)
+  local k = 'lo:' .. customer
+  local list = {}
+  for st in string.gmatch(s[k] or '', '[^,]+') do
+    if st == stamp then return end
+    list[#list + 1] = st
+  end
+  list[#list + 1] = stamp
+  table.sort(list)
+  while #list > MAX_LOGOUTS do table.remove(list) end
+  put(s, k, table.concat(list, ','))
+end
+
+-- Recomputes the derived fields, bumps the version on a visible change,
+-- sets the key's expiry and writes everything that changed.
+-- The key lives until retention after its deadline, and at least retention
+-- from now, so that a replay of old events cannot let a tombstone vanish
+-- before the events after it arrive.
+local function finish(key, s, before, now, retention, idle, defs)
+  local e, minli = derive(s)
+  local dl, deadline
+  if e then
+    put(s, 'e', tostring(stime(e)))
+    deadline = stime(e)
+  elseif s.e then
+    put(s, 'e', nil)
+  end
+  if minli then
+    if idle > 0 and s.lc then dl = tonumber(s.lc) + idle end
+  else
+    dl = tonumber(s.ax or s.cx or '')
+  end
+  put(s, 'dl', dl and tostring(dl) or nil)
+  if not e then
+    if minli then deadline = dl else deadline = dl or now end
+  end
+  local after = view(s, defs)
+  if after ~= '' and after ~= before then
+    put(s, 'v', tostring((tonumber(s.v) or 0) + 1))
+    put(s, 'm', tostring(now))
+  end
+  local set, del = {}, {}
+  for k in pairs(dirty) do
+    if s[k] then
+      set[#set + 1] = k
+      set[#set + 1] = s[k]
+    else
+      del[#del + 1] = k
+    end
+  end
+  if #set > 0 then redis.call('HSET', key, unpack(set)) end
+  if #del > 0 then redis.call('HDEL', key, unpack(del)) end
+  if #set > 0 then
+    if deadline then
+      redis.call('PEXPIREAT', key, math.max(deadline, now) + retention)
+    else
+      redis.call('PERSIST', key)
+    end
+  end
+  return tonumber(s.v) or 0
+end

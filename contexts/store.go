@@ -1,0 +1,299 @@
+package contexts
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionctx/sessionctx/events"
+)
+
+var (
+	//go:embed lua/common.lua
+	commonLua string
+	//go:embed lua/apply.lua
+	applyLua string
+	//go:embed lua/edit.lua
+	editLua string
+
+	applyScript = redis.NewScript(commonLua + applyLua)
+	editScript  = redis.NewScript(commonLua + editLua)
+
+	// loginScript records that a session has a login as the customer and
+	// returns the customer's logouts stamped at or after the login's time.
+	// KEYS: the customer's session set and logout set. ARGV: session, login ms.
+	loginScript = redis.NewScript(`
+redis.call('SADD', KEYS[1], ARGV[1])
+return redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], '+inf', 'LIMIT', 0, 16)`)
+
+	// logoutAllScript records a logout naming no session and returns the
+	// customer's sessions. KEYS: session set, logout set. ARGV: stamp, ms,
+	// now, retention.
+	logoutAllScript = redis.NewScript(`
+local ms, now, retention = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call('ZADD', KEYS[2], ms, ARGV[1])
+local newest = tonumber(redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (newest - retention))
+redis.call('PEXPIREAT', KEYS[2], math.max(newest, now) + retention)
+return redis.call('SMEMBERS', KEYS[1])`)
+)
+
+// Errors of the store. API code maps them to HTTP status in one place.
+var (
+	// ErrNotFound: no visible context (none yet, ended, expired, or one the
+	// caller may not see).
+	ErrNotFound = errors.New("session context not found")
+	// ErrEnded: an upsert named a session that has ended; it is never
+	// resurrected.
+	ErrEnded = errors.New("session has ended")
+	// ErrNoAttribute: the attribute to delete does not exist.
+	ErrNoAttribute = errors.New("attribute not found")
+	// ErrLimit: the edit would exceed the attribute count or context size.
+	ErrLimit = errors.New("limit exceeded")
+)
+
+// VersionConflictError reports a stale metadata.version.
+type VersionConflictError struct{ Current int64 }
+
+func (e *VersionConflictError) Error() string {
+	return fmt.Sprintf("version conflict: current version is %d", e.Current)
+}
+
+// Options configure a Store.
+type Options struct {
+	// Prefix is put in front of every key (tests use it to share a server).
+	Prefix string
+	// Retention is how long an ended or expired session's record is kept.
+	Retention time.Duration
+	// MaxAttributes and MaxContextBytes bound a context's attributes.
+	MaxAttributes   int
+	MaxContextBytes int
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Store keeps session contexts in Redis. Every change of a session is one
+// atomic script on the session's key.
+type Store struct {
+	rdb  redis.UniversalClient
+	opts Options
+}
+
+// NewStore returns a store on rdb.
+func NewStore(rdb redis.UniversalClient, opts Options) *Store {
+	if opts.Retention <= 0 {
+		opts.Retention = 24 * time.Hour
+	}
+	if opts.MaxAttributes <= 0 {
+		opts.MaxAttributes = 100
+	}
+	if opts.MaxContextBytes <= 0 {
+		opts.MaxContextBytes = 64 << 10
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Store{rdb: rdb, opts: opts}
+}
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis ping: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) sessionKey(tenant, sessionID string) string {
+	return s.opts.Prefix + "s:{" + tenant + ":" + sessionID + "}"
+}
+
+func (s *Store) customerKeys(tenant, customerID string) []string {
+	tag := "{" + tenant + ":c:" + customerID + "}"
+	return []string{s.opts.Prefix + "cs:" + tag, s.opts.Prefix + "cl:" + tag}
+}
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+// header returns the arguments every session script starts with.
+func (s *Store) header(t Tenant, now time.Time) []any {
+	return []any{
+		ms(now), s.opts.Retention.Milliseconds(), t.CustomerIdleLimit.Milliseconds(),
+		t.Site.Code, t.Site.Currency, t.Site.Language, t.Site.HomeBase,
+	}
+}
+
+// Result tells what applying an event did.
+type Result struct {
+	// Changed is false when the event changed nothing (a duplicate).
+	Changed bool
+	// Sessions is how many sessions the event touched.
+	Sessions int
+}
+
+// Apply applies a validated event of tenant t. It is idempotent and
+// commutative: any delivery order, with duplicates, gives the same outcome.
+func (s *Store) Apply(ctx context.Context, t Tenant, e events.Event) (Result, error) {
+	now := s.opts.Now()
+	stamp := StampOf(e).String()
+	d := e.Data
+	var ops []any
+	for _, w := range writes(t, e) {
+		ops = append(ops, "w", string(w.Field), stamp, w.Value)
+	}
+	switch e.Type {
+	case events.AnonymousLogin, events.AnonymousRefreshed:
+		ops = append(ops, "ax", ms(anonymousExpiry(t, e)))
+	case events.AnonymousExpired:
+		ops = append(ops, "xe", stamp)
+	case events.CartCreated:
+		ops = append(ops, "ca", ms(e.Time), "cx", ms(e.Time.Add(t.AnonymousLifetime)))
+	case events.CustomerLogin:
+		logouts, err := loginScript.Run(ctx, s.rdb, s.customerKeys(e.Tenant, d.CustomerID), d.SessionID, ms(e.Time)).StringSlice()
+		if err != nil {
+			return Result{}, fmt.Errorf("record login of customer: %w", err)
+		}
+		ops = append(ops, "li", d.CustomerID, stamp)
+		for _, lo := range logouts {
+			ops = append(ops, "lo", d.CustomerID, lo)
+		}
+	case events.CustomerLogout:
+		if d.SessionID == "" {
+			return s.logoutAll(ctx, t, e, now)
+		}
+		ops = append(ops, "lx", stamp)
+	}
+	changed, _, err := s.applyOps(ctx, t, d.SessionID, now, ops)
+	return Result{Changed: changed, Sessions: 1}, err
+}
+
+// logoutAll ends every session of the customer whose login is stamped before
+// the logout. The logout is recorded with the customer first and the
+// sessions are read after; a login records its session first and reads the
+// logouts after: whatever the interleaving, one of them sees the other.
+func (s *Store) logoutAll(ctx context.Context, t Tenant, e events.Event, now time.Time) (Result, error) {
+	stamp := StampOf(e).String()
+	keys := s.customerKeys(e.Tenant, e.Data.CustomerID)
+	sessions, err := logoutAllScript.Run(ctx, s.rdb, keys, stamp, ms(e.Time), ms(now), s.opts.Retention.Milliseconds()).StringSlice()
+	if err != nil {
+		return Result{}, fmt.Errorf("record logout of customer: %w", err)
+	}
+	res := Result{Sessions: len(sessions)}
+	var ended []any
+	for _, sid := range sessions {
+		changed, final, err := s.applyOps(ctx, t, sid, now, []any{"lo", e.Data.CustomerID, stamp})
+		if err != nil {
+			return Result{}, err
+		}
+		res.Changed = res.Changed || changed
+		if final {
+			ended = append(ended, sid)
+		}
+	}
+	if len(ended) > 0 {
+		// Ended is final, so an ended session needs no further logouts.
+		if err := s.rdb.SRem(ctx, keys[0], ended...).Err(); err != nil {
+			return Result{}, fmt.Errorf("forget ended sessions of customer: %w", err)
+		}
+	}
+	return res, nil
+}
+
+func (s *Store) applyOps(ctx context.Context, t Tenant, sessionID string, now time.Time, ops []any) (changed, final bool, err error) {
+	args := append(s.header(t, now), ops...)
+	r, err := applyScript.Run(ctx, s.rdb, []string{s.sessionKey(t.Name, sessionID)}, args...).Slice()
+	if err != nil {
+		return false, false, fmt.Errorf("apply to session %s: %w", sessionID, err)
+	}
+	return r[0].(int64) == 1, r[2].(int64) == 1, nil
+}
+
+// record is a session's hash, decoded.
+type record map[string]string
+
+func (r record) int(k string) int64 {
+	n, _ := strconv.ParseInt(r[k], 10, 64)
+	return n
+}
+
+func (r record) time(k string) time.Time {
+	if r[k] == "" {
+		return time.Time{}
+	}
+	return time.UnixMilli(r.int(k)).UTC()
+}
+
+func (r record) value(f Field, t Tenant) string {
+	v, ok := r[string(f)]
+	if !ok {
+		return defaults(t)[f]
+	}
+	_, val, _ := strings.Cut(v, " ")
+	return val
+}
+
+func (r record) outcome(t Tenant) Outcome {
+	o := Outcome{
+		Ended: r["e"] != "", EndedAt: r.time("e"), HasCart: r["ca"] != "", Until: r.time("dl"),
+		CustomerID: r.value(FieldCustomerID, t), SiteCode: r.value(FieldSiteCode, t), Currency: r.value(FieldCurrency, t),
+		CartID: r.value(FieldCartID, t), TargetLocation: r.value(FieldTargetLocation, t), Language: r.value(FieldLanguage, t),
+		CreatedAt: r.time("ca"),
+	}
+	for k := range r {
+		if strings.HasPrefix(k, "li:") {
+			o.Customer = true
+			break
+		}
+	}
+	return o.Comparable()
+}
+
+func (s *Store) load(ctx context.Context, tenant, sessionID string) (record, error) {
+	r, err := s.rdb.HGetAll(ctx, s.sessionKey(tenant, sessionID)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read session %s: %w", sessionID, err)
+	}
+	return r, nil
+}
+
+// Inspect returns the lifecycle outcome of a session, visible or not.
+func (s *Store) Inspect(ctx context.Context, t Tenant, sessionID string) (Outcome, error) {
+	r, err := s.load(ctx, t.Name, sessionID)
+	if err != nil {
+		return Outcome{}, err
+	}
+	return r.outcome(t), nil
+}
+
+// Get returns the visible context of a session, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, t Tenant, sessionID string) (Session, error) {
+	r, err := s.load(ctx, t.Name, sessionID)
+	if err != nil {
+		return Session{}, err
+	}
+	o := r.outcome(t)
+	if !o.Visible(s.opts.Now()) {
+		return Session{}, fmt.Errorf("%w: %s", ErrNotFound, sessionID)
+	}
+	sess := Session{
+		SessionID: sessionID, CustomerID: o.CustomerID, SiteCode: o.SiteCode, Currency: o.Currency,
+		CartID: o.CartID, TargetLocation: o.TargetLocation, Language: o.Language,
+		Metadata: Metadata{Version: r.int("v"), CreatedAt: o.CreatedAt, ModifiedAt: r.time("m")},
+	}
+	for k, v := range r {
+		if name, ok := strings.CutPrefix(k, "a:"); ok {
+			if sess.Context == nil {
+				sess.Context = map[string]json.RawMessage{}
+			}
+			sess.Context[name] = json.RawMessage(v)
+		}
+	}
+	return sess, nil
+}
