@@ -91,31 +91,65 @@ func (n *NATS) removeTempDir() {
 	}
 }
 
+// tickInterval is how often the Redis stand-in's clock and TTLs catch up with the
+// wall clock.
+const tickInterval = 100 * time.Millisecond
+
 // Redis is an in-process Redis stand-in (miniredis) listening on a random port of
-// 127.0.0.1. Its clock is the wall clock and key TTLs run down with it, as in a real
-// Redis: a key given PEXPIREAT now+300ms is gone 300ms later.
+// 127.0.0.1. TIME and (P)EXPIREAT use the wall clock, and key TTLs run down with
+// it in steps of 100ms: a key given PEXPIREAT now+300ms is gone within about
+// 400ms, where a real Redis would drop it at 300ms.
 type Redis struct {
 	m    *miniredis.Miniredis
 	addr string
+
+	stop      chan struct{} // closed by Close: ends the clock goroutine
+	done      chan struct{} // closed by the clock goroutine when it ends
+	closeOnce sync.Once
 }
 
-// StartRedis starts an in-process Redis stand-in. ctx bounds only the start; the
-// server runs until Close.
+// StartRedis starts an in-process Redis stand-in. Its TTLs follow the wall clock
+// until ctx is done or Close is called; after ctx is done the server still answers,
+// but its TTLs stand still, so call Close.
 func StartRedis(ctx context.Context) (*Redis, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("embedded redis: %w", err)
 	}
 	m := miniredis.NewMiniRedis()
-	// miniredis only decreases TTLs on FastForward unless ClockTTL is on. With it
-	// on and no SetTime, TIME and (P)EXPIREAT use time.Now() and every command first
-	// advances all TTLs by the wall time elapsed since the previous one, so expiry
-	// follows the wall clock exactly (lazily, at the next access, which is all a
-	// client can observe).
-	m.ClockTTL(true)
+	now := time.Now()
 	if err := m.StartAddr("127.0.0.1:0"); err != nil {
 		return nil, fmt.Errorf("embedded redis: start: %w", err)
 	}
-	return &Redis{m: m, addr: m.Addr()}, nil
+	r := &Redis{m: m, addr: m.Addr(), stop: make(chan struct{}), done: make(chan struct{})}
+	go r.followWallClock(ctx, now)
+	return r, nil
+}
+
+// followWallClock runs miniredis's TTLs down by the wall time elapsed, every
+// tickInterval, until ctx is done or Close is called.
+//
+// miniredis's clock is left unset, so it reads time.Now() whenever it needs the
+// time: TIME is exact and PEXPIREAT stores the exact remaining TTL. Setting it
+// with SetTime on every tick would freeze it for up to a tick, so that a fresh
+// PEXPIREAT now+60s would give a PTTL above 60s. miniredis's ClockTTL mode would
+// run TTLs down on every command instead of every tick, but it sorts all keys
+// each time, which makes every command O(n log n) in the number of keys.
+func (r *Redis) followWallClock(ctx context.Context, last time.Time) {
+	defer close(r.done)
+	ticker := time.NewTicker(tickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.stop:
+			return
+		case <-ticker.C:
+			now := time.Now()
+			r.m.FastForward(now.Sub(last))
+			last = now
+		}
+	}
 }
 
 // Addr returns host:port, e.g. 127.0.0.1:40123.
@@ -124,5 +158,12 @@ func (r *Redis) Addr() string { return r.addr }
 // URL returns a redis:// URL for database 0, e.g. redis://127.0.0.1:40123/0.
 func (r *Redis) URL() string { return "redis://" + r.addr + "/0" }
 
-// Close stops the server. It may be called more than once.
-func (r *Redis) Close() { r.m.Close() }
+// Close stops the clock goroutine, waits for it to end, and stops the server. It
+// may be called more than once.
+func (r *Redis) Close() {
+	r.closeOnce.Do(func() {
+		close(r.stop)
+		<-r.done
+		r.m.Close()
+	})
+}

@@ -256,3 +256,33 @@ func TestRedisTimeIsWallClock(t *testing.T) {
 		t.Fatalf("TIME is %v, %v away from the wall clock", got, d)
 	}
 }
+
+func TestRedisClockGoroutineEnds(t *testing.T) {
+	t.Run("on Close", func(t *testing.T) {
+		r, err := StartRedis(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		r.Close() // idempotent
+		select {
+		case <-r.done:
+		default:
+			t.Fatal("clock goroutine still running after Close")
+		}
+	})
+	t.Run("when ctx is done", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		r, err := StartRedis(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("clock goroutine still running 5s after ctx was cancelled")
+		}
+	})
+}
