@@ -28,21 +28,24 @@ var (
 
 	// loginScript records that a session has a login as the customer and
 	// returns the customer's logouts stamped at or after the login's time.
-	// KEYS: the customer's session set and logout set. ARGV: session, login ms.
+	// KEYS: the customer's session index and logout set. ARGV: session,
+	// login ms.
 	loginScript = redis.NewScript(`
-redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], 'inf', ARGV[1])
 return redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], '+inf', 'LIMIT', 0, 16)`)
 
 	// logoutAllScript records a logout naming no session and returns the
-	// customer's sessions. KEYS: session set, logout set. ARGV: stamp, ms,
-	// now, retention.
+	// customer's sessions. KEYS: session index, logout set. ARGV: stamp, ms,
+	// now, retention. The index scores a live session +inf and an ended one
+	// the time its record may go; those past it are dropped here.
 	logoutAllScript = redis.NewScript(`
 local ms, now, retention = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 redis.call('ZADD', KEYS[2], ms, ARGV[1])
 local newest = tonumber(redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (newest - retention))
 redis.call('PEXPIREAT', KEYS[2], math.max(newest, now) + retention)
-return redis.call('SMEMBERS', KEYS[1])`)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)`)
 )
 
 // Errors of the store. API code maps them to HTTP status in one place.
@@ -186,33 +189,37 @@ func (s *Store) logoutAll(ctx context.Context, t Tenant, e events.Event, now tim
 		return Result{}, fmt.Errorf("record logout of customer: %w", err)
 	}
 	res := Result{Sessions: len(sessions)}
-	var ended []any
+	var ended []redis.Z
 	for _, sid := range sessions {
-		changed, final, err := s.applyOps(ctx, t, sid, now, []any{"lo", e.Data.CustomerID, stamp})
+		changed, endMs, err := s.applyOps(ctx, t, sid, now, []any{"lo", e.Data.CustomerID, stamp})
 		if err != nil {
 			return Result{}, err
 		}
 		res.Changed = res.Changed || changed
-		if final {
-			ended = append(ended, sid)
+		if endMs > 0 {
+			// Ended is final; an earlier logout may still move the end, until
+			// the record goes.
+			keep := max(endMs, now.UnixMilli()) + s.opts.Retention.Milliseconds()
+			ended = append(ended, redis.Z{Score: float64(keep), Member: sid})
 		}
 	}
 	if len(ended) > 0 {
-		// Ended is final, so an ended session needs no further logouts.
-		if err := s.rdb.SRem(ctx, keys[0], ended...).Err(); err != nil {
-			return Result{}, fmt.Errorf("forget ended sessions of customer: %w", err)
+		if err := s.rdb.ZAddXX(ctx, keys[0], ended...).Err(); err != nil {
+			return Result{}, fmt.Errorf("mark ended sessions of customer: %w", err)
 		}
 	}
 	return res, nil
 }
 
-func (s *Store) applyOps(ctx context.Context, t Tenant, sessionID string, now time.Time, ops []any) (changed, final bool, err error) {
+// applyOps runs the apply script; endMs is the end time of a session that
+// has ended for good, else 0.
+func (s *Store) applyOps(ctx context.Context, t Tenant, sessionID string, now time.Time, ops []any) (changed bool, endMs int64, err error) {
 	args := append(s.header(t, now), ops...)
 	r, err := applyScript.Run(ctx, s.rdb, []string{s.sessionKey(t.Name, sessionID)}, args...).Slice()
 	if err != nil {
-		return false, false, fmt.Errorf("apply to session %s: %w", sessionID, err)
+		return false, 0, fmt.Errorf("apply to session %s: %w", sessionID, err)
 	}
-	return r[0].(int64) == 1, r[2].(int64) == 1, nil
+	return r[0].(int64) == 1, r[2].(int64), nil
 }
 
 // record is a session's hash, decoded.
