@@ -175,7 +175,9 @@ func TestTTLFollowsEventTime(t *testing.T) {
 	ctx := context.Background()
 	// Redis expires keys by its own clock, so this test's events are relative to the real time.
 	now := time.Now()
-	rel := func(typ events.Type, d time.Duration, data events.Data) events.Event { return evAt(typ, now.Add(d), data) }
+	rel := func(typ events.Type, d time.Duration, data events.Data) events.Event {
+		return evAt(typ, now.Add(d), data)
+	}
 	week := 7 * 24 * time.Hour
 	cases := []struct {
 		name    string
