@@ -212,7 +212,7 @@ func TestRedisLuaFeatures(t *testing.T) {
 			t.Fatalf("parse REDIS_URL: %v", err)
 		}
 		c := redis.NewClient(opts)
-		defer c.Close()
+		t.Cleanup(func() { _ = c.Close() }) // after the key cleanups runLuaFeatures registers
 		runLuaFeatures(t, c, "embeddedtest"+strconv.FormatInt(time.Now().UnixNano(), 36)+":")
 	})
 }
