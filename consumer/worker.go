@@ -1,0 +1,252 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionctx/sessionctx/contexts"
+	"github.com/sessionctx/sessionctx/events"
+)
+
+// Applier applies a validated event to the store.
+type Applier interface {
+	Apply(ctx context.Context, t contexts.Tenant, e events.Event) (contexts.Result, error)
+}
+
+// TenantLookup finds a tenant's configuration; it fails with
+// contexts.ErrUnknownTenant for a tenant that is not served.
+type TenantLookup interface {
+	Lookup(name string) (contexts.Tenant, error)
+}
+
+// Headers of a dead letter.
+const (
+	HeaderReason   = "Sessionctx-Reason"
+	HeaderSubject  = "Sessionctx-Subject"
+	HeaderSequence = "Sessionctx-Stream-Sequence"
+	HeaderReceived = "Sessionctx-Received"
+)
+
+// Config configures a Worker.
+type Config struct {
+	JS      jetstream.JetStream
+	Streams Streams
+	Store   Applier
+	Tenants TenantLookup
+	Logger  *slog.Logger
+	// Concurrency is how many messages are applied at once (default 16).
+	// Order does not matter: the store's result is the same in any order.
+	Concurrency int
+	// ShutdownTimeout bounds how long in-flight work may take after the
+	// context is cancelled (default 10s).
+	ShutdownTimeout time.Duration
+	// Metrics counts outcomes; nil counts nothing.
+	Metrics *Metrics
+}
+
+// Worker consumes the event stream and applies every event to the store.
+type Worker struct {
+	cfg Config
+}
+
+// New returns a worker.
+func New(cfg Config) *Worker {
+	cfg.Streams = cfg.Streams.Defaults()
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 16
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Worker{cfg: cfg}
+}
+
+// Run provisions the streams and consumer and applies events until ctx is
+// cancelled. Then it stops pulling, finishes the messages it holds and
+// returns nil.
+func (w *Worker) Run(ctx context.Context) error {
+	cons, err := Provision(ctx, w.cfg.JS, w.cfg.Streams)
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(4 * w.cfg.Concurrency))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", w.cfg.Streams.Stream, err)
+	}
+	w.cfg.Logger.Info("worker consuming", "stream", w.cfg.Streams.Stream, "consumer", w.cfg.Streams.Durable, "concurrency", w.cfg.Concurrency)
+
+	// In-flight work finishes with a context of its own, so that shutdown
+	// does not abort half-applied messages.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		select {
+		case <-ctx.Done():
+		case <-work.Done():
+			return
+		}
+		it.Drain()
+		select {
+		case <-time.After(w.cfg.ShutdownTimeout):
+			cancelWork()
+		case <-work.Done():
+		}
+	}()
+
+	msgs := make(chan jetstream.Msg)
+	var wg sync.WaitGroup
+	for range w.cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for msg := range msgs {
+				w.Handle(work, msg)
+			}
+		}()
+	}
+	var runErr error
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				runErr = fmt.Errorf("consume %s: %w", w.cfg.Streams.Stream, err)
+				it.Stop()
+			}
+			break
+		}
+		msgs <- msg
+	}
+	close(msgs)
+	wg.Wait()
+	cancelWork()
+	<-stopped
+	if runErr != nil {
+		return runErr
+	}
+	w.cfg.Logger.Info("worker stopped", "stream", w.cfg.Streams.Stream)
+	return nil
+}
+
+// Outcome is what handling one message did.
+type Outcome string
+
+// The outcomes of handling a message.
+const (
+	Applied      Outcome = "applied"
+	Duplicate    Outcome = "duplicate"
+	DeadLettered Outcome = "dead_lettered"
+	Retried      Outcome = "retried"
+)
+
+// Handle applies one message and acknowledges it once Redis has the result.
+// A message that can never be applied goes to the dead-letter stream with
+// the reason and is acknowledged; a passing failure is negatively
+// acknowledged with a backoff, so it is redelivered later.
+func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) Outcome {
+	out, err := w.handle(ctx, msg)
+	if err != nil {
+		delay := Backoff(deliveries(msg))
+		w.cfg.Logger.Warn("event failed, will retry", "subject", msg.Subject(), "retry_in", delay, "err", err)
+		if nerr := msg.NakWithDelay(delay); nerr != nil {
+			w.cfg.Logger.Warn("nak failed", "subject", msg.Subject(), "err", nerr)
+		}
+		out = Retried
+	} else if aerr := msg.Ack(); aerr != nil {
+		// Applying is idempotent: the redelivery will change nothing.
+		w.cfg.Logger.Warn("ack failed", "subject", msg.Subject(), "err", aerr)
+	}
+	w.cfg.Metrics.count(out)
+	return out
+}
+
+// handle applies msg or dead-letters it; an error means "retry later".
+func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) (Outcome, error) {
+	var received time.Time
+	var seq uint64
+	if md, err := msg.Metadata(); err == nil {
+		received, seq = md.Timestamp, md.Sequence.Stream
+	}
+	ev, tenant, err := w.decode(msg, received)
+	if err != nil {
+		if derr := w.deadLetter(ctx, msg, seq, received, err); derr != nil {
+			return "", derr
+		}
+		return DeadLettered, nil
+	}
+	res, err := w.cfg.Store.Apply(ctx, tenant, ev)
+	if err != nil {
+		return "", err
+	}
+	if !res.Changed {
+		return Duplicate, nil
+	}
+	return Applied, nil
+}
+
+func (w *Worker) decode(msg jetstream.Msg, received time.Time) (events.Event, contexts.Tenant, error) {
+	subject, ok := strings.CutPrefix(msg.Subject(), w.cfg.Streams.SubjectPrefix)
+	if !ok {
+		return events.Event{}, contexts.Tenant{}, fmt.Errorf("%w: subject %q lacks prefix %q", events.ErrInvalid, msg.Subject(), w.cfg.Streams.SubjectPrefix)
+	}
+	ev, err := events.Decode(msg.Data(), subject, received)
+	if err != nil {
+		return events.Event{}, contexts.Tenant{}, err
+	}
+	tenant, err := w.cfg.Tenants.Lookup(ev.Tenant)
+	if err != nil {
+		return events.Event{}, contexts.Tenant{}, err
+	}
+	return ev, tenant, nil
+}
+
+// deadLetter publishes the original bytes with the reason. The message id
+// is derived from the stream sequence, so a redelivered poison message is
+// dead-lettered once.
+func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, seq uint64, received time.Time, reason error) error {
+	dl := &nats.Msg{Subject: w.cfg.Streams.DeadLetterSubject(), Data: msg.Data(), Header: nats.Header{}}
+	dl.Header.Set(HeaderReason, reason.Error())
+	dl.Header.Set(HeaderSubject, msg.Subject())
+	dl.Header.Set(HeaderSequence, strconv.FormatUint(seq, 10))
+	if !received.IsZero() {
+		dl.Header.Set(HeaderReceived, received.UTC().Format(time.RFC3339Nano))
+	}
+	dl.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s-%d", w.cfg.Streams.Stream, seq))
+	if _, err := w.cfg.JS.PublishMsg(ctx, dl); err != nil {
+		return fmt.Errorf("dead-letter message %d: %w", seq, err)
+	}
+	w.cfg.Logger.Warn("event dead-lettered", "subject", msg.Subject(), "seq", seq, "reason", reason.Error())
+	return nil
+}
+
+func deliveries(msg jetstream.Msg) uint64 {
+	if md, err := msg.Metadata(); err == nil {
+		return md.NumDelivered
+	}
+	return 1
+}
+
+// Backoff is the delay before redelivery attempt n+1: exponential from
+// 100ms, capped at 30s, with jitter.
+func Backoff(n uint64) time.Duration {
+	d := 100 * time.Millisecond
+	for i := uint64(1); i < n && d < 30*time.Second; i++ {
+		d *= 2
+	}
+	d = min(d, 30*time.Second)
+	return d/2 + rand.N(d/2+1)
+}
