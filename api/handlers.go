@@ -1,0 +1,364 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/sessionctx/sessionctx/contexts"
+	"github.com/sessionctx/sessionctx/events"
+	"github.com/sessionctx/sessionctx/internal/auth"
+)
+
+// authenticate verifies the bearer token and that it is for the path's
+// tenant, and returns its claims and the tenant's configuration.
+func (s *server) authenticate(c echo.Context) (auth.Claims, contexts.Tenant, error) {
+	h := c.Request().Header.Get(echo.HeaderAuthorization)
+	if h == "" {
+		return auth.Claims{}, contexts.Tenant{}, unauthorized("the Authorization header with a bearer token is required", nil)
+	}
+	scheme, token, ok := strings.Cut(h, " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return auth.Claims{}, contexts.Tenant{}, unauthorized("the Authorization header must be \"Bearer <token>\"", nil)
+	}
+	claims, err := s.verifier.Verify(c.Request().Context(), token)
+	if err != nil {
+		return auth.Claims{}, contexts.Tenant{}, unauthorized(err.Error(), err)
+	}
+	name := c.Param("tenant")
+	if claims.Tenant == "" {
+		return auth.Claims{}, contexts.Tenant{}, forbidden("the token names no tenant")
+	}
+	if claims.Tenant != name {
+		return auth.Claims{}, contexts.Tenant{}, forbidden("the token is not valid for tenant %q", truncate(name, 40))
+	}
+	t, err := s.tenants.Lookup(name)
+	if err != nil {
+		return auth.Claims{}, contexts.Tenant{}, err
+	}
+	return claims, t, nil
+}
+
+// manager authenticates a management request: a token of the tenant with the
+// management scope, and a well-formed path sessionId.
+func (s *server) manager(c echo.Context) (contexts.Tenant, string, error) {
+	claims, t, err := s.authenticate(c)
+	if err != nil {
+		return contexts.Tenant{}, "", err
+	}
+	if !claims.CanManage() {
+		return contexts.Tenant{}, "", forbidden("the token lacks the scope %s", auth.ScopeManage)
+	}
+	sid := c.Param("sessionId")
+	if !events.ValidSessionID(sid) {
+		return contexts.Tenant{}, "", badRequest("sessionId must match ^[A-Za-z0-9._-]{1,128}$")
+	}
+	c.Set(sessionKey, sid)
+	return t, sid, nil
+}
+
+// shopper authenticates a /me request: the token's sid is the session, its
+// sub (if any) the customer.
+func (s *server) shopper(c echo.Context) (contexts.Tenant, string, contexts.Access, error) {
+	claims, t, err := s.authenticate(c)
+	if err != nil {
+		return contexts.Tenant{}, "", contexts.Access{}, err
+	}
+	if claims.SessionID == "" {
+		return contexts.Tenant{}, "", contexts.Access{}, forbidden("the token names no session (sid)")
+	}
+	if !events.ValidSessionID(claims.SessionID) {
+		return contexts.Tenant{}, "", contexts.Access{}, forbidden("the token's sid is not a valid session id")
+	}
+	c.Set(sessionKey, claims.SessionID)
+	access := contexts.Access{Kind: contexts.AccessAnonymous}
+	if claims.Subject != "" {
+		access = contexts.Access{Kind: contexts.AccessCustomer, CustomerID: claims.Subject}
+	}
+	return t, claims.SessionID, access, nil
+}
+
+// attributeName returns the path's attributeName, URL-decoded exactly once.
+// Echo's parameter is decoded or not depending on whether the request path
+// needed a raw form, so the name is taken from the escaped path.
+func attributeName(c echo.Context) (string, error) {
+	p := c.Request().URL.EscapedPath()
+	raw := p[strings.LastIndexByte(p, '/')+1:]
+	name, err := url.PathUnescape(raw)
+	if err != nil {
+		return "", badRequest("attributeName is not validly URL-encoded")
+	}
+	return name, nil
+}
+
+// GET /session-context/:tenant/context/:sessionId
+func (s *server) getContext(c echo.Context) error {
+	t, sid, err := s.manager(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.storeCtx(c)
+	defer cancel()
+	sess, err := s.store.Get(ctx, t, sid)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, sess)
+}
+
+// GET /session-context/:tenant/me/context
+func (s *server) getMyContext(c echo.Context) error {
+	t, sid, access, err := s.shopper(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.storeCtx(c)
+	defer cancel()
+	sess, err := s.store.Get(ctx, t, sid)
+	if err != nil {
+		return err
+	}
+	if !access.CanSee(sess) {
+		return contexts.ErrNotFound
+	}
+	return c.JSON(http.StatusOK, sess)
+}
+
+// wireField is a context field: its name on the wire and in the store.
+type wireField struct {
+	name  string
+	field contexts.Field
+}
+
+var (
+	// patchFields are the fields PATCH applies.
+	patchFields = []wireField{
+		{"siteCode", contexts.FieldSiteCode},
+		{"currency", contexts.FieldCurrency},
+		{"targetLocation", contexts.FieldTargetLocation},
+		{"language", contexts.FieldLanguage},
+	}
+	// putFields are the fields PUT replaces.
+	putFields = append(patchFields[:len(patchFields):len(patchFields)], wireField{"cartId", contexts.FieldCartID})
+)
+
+// PATCH /session-context/:tenant/me/context
+func (s *server) patchMyContext(c echo.Context) error {
+	t, sid, access, err := s.shopper(c)
+	if err != nil {
+		return err
+	}
+	body, err := s.readObject(c)
+	if err != nil {
+		return err
+	}
+	version, err := body.version()
+	if err != nil {
+		return err
+	}
+	edit := contexts.Edit{Access: access, Version: &version, Set: map[contexts.Field]string{}}
+	for _, f := range patchFields {
+		v, ok, err := body.str(f.name, f.name)
+		if err != nil {
+			return err
+		}
+		if ok {
+			edit.Set[f.field] = v
+		}
+	}
+	if edit.Context, edit.ReplaceContext, err = s.context(body); err != nil {
+		return err
+	}
+	ctx, cancel := s.storeCtx(c)
+	defer cancel()
+	if _, err := s.store.Edit(ctx, t, sid, edit); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// PUT /session-context/:tenant/context/:sessionId[?upsert=true]
+func (s *server) putContext(c echo.Context) error {
+	t, sid, err := s.manager(c)
+	if err != nil {
+		return err
+	}
+	body, err := s.readObject(c)
+	if err != nil {
+		return err
+	}
+	version, err := body.version()
+	if err != nil {
+		return err
+	}
+	if bodySID, ok, err := body.str("sessionId", "sessionId"); err != nil {
+		return err
+	} else if ok && bodySID != sid {
+		return badRequest("sessionId in the body differs from the path's")
+	}
+	customer, _, err := body.str("customerId", "customerId")
+	if err != nil {
+		return err
+	}
+	if customer != "" && !events.ValidCustomerID(customer) {
+		return badRequest("customerId must be 1 to 128 printable characters without spaces, braces or commas")
+	}
+	edit := contexts.Edit{Access: contexts.Access{Kind: contexts.AccessService}, Version: &version, Set: map[contexts.Field]string{}}
+	for _, f := range putFields {
+		v, _, err := body.str(f.name, f.name)
+		if err != nil {
+			return err
+		}
+		edit.Set[f.field] = v // omitted means cleared
+	}
+	if edit.Context, _, err = s.context(body); err != nil {
+		return err
+	}
+	edit.ReplaceContext = true
+
+	ctx, cancel := s.storeCtx(c)
+	defer cancel()
+	owner := customer
+	switch sess, err := s.store.Get(ctx, t, sid); {
+	case err == nil:
+		if customer != "" && customer != sess.CustomerID {
+			return badRequest("customerId differs from the context's customerId")
+		}
+		owner = sess.CustomerID
+	case errors.Is(err, contexts.ErrNotFound) && strings.EqualFold(c.QueryParam("upsert"), "true"):
+		edit.Upsert = &contexts.Upsert{CustomerID: customer}
+	default:
+		return err
+	}
+	if owner != "" {
+		if err := s.checkSaasToken(c, t, owner); err != nil {
+			return err
+		}
+	}
+	if _, err := s.store.Edit(ctx, t, sid, edit); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// checkSaasToken requires a saas-token header whose subject is customer.
+func (s *server) checkSaasToken(c echo.Context, t contexts.Tenant, customer string) error {
+	h := strings.TrimSpace(c.Request().Header.Get("saas-token"))
+	if scheme, token, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
+		h = strings.TrimSpace(token)
+	}
+	if h == "" {
+		return badRequest("the saas-token header is required: the context belongs to a customer")
+	}
+	claims, err := s.saas.Verify(c.Request().Context(), h)
+	if err != nil {
+		return unauthorized("saas-token: "+err.Error(), err)
+	}
+	if claims.Tenant != "" && claims.Tenant != t.Name {
+		return forbidden("the saas-token is not valid for tenant %q", t.Name)
+	}
+	if claims.Subject != customer {
+		return forbidden("the saas-token belongs to another customer")
+	}
+	return nil
+}
+
+// attribute reads an attribute POST body: {"key": ..., "value": ...}.
+func (s *server) attribute(c echo.Context) (string, json.RawMessage, error) {
+	body, err := s.readObject(c)
+	if err != nil {
+		return "", nil, err
+	}
+	key, ok, err := body.str("key", "key")
+	if err != nil {
+		return "", nil, err
+	}
+	if !ok {
+		return "", nil, badRequest("key is required")
+	}
+	if err := s.checkKey(key, "key"); err != nil {
+		return "", nil, err
+	}
+	value, err := s.checkValue(body["value"], "value")
+	if err != nil {
+		return "", nil, err
+	}
+	return key, value, nil
+}
+
+// POST /session-context/:tenant/context/:sessionId/attributes
+func (s *server) postAttribute(c echo.Context) error {
+	t, sid, err := s.manager(c)
+	if err != nil {
+		return err
+	}
+	key, value, err := s.attribute(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.storeCtx(c)
+	defer cancel()
+	edit := contexts.Edit{Access: contexts.Access{Kind: contexts.AccessService}, SetAttributes: map[string]json.RawMessage{key: value}}
+	if _, err := s.store.Edit(ctx, t, sid, edit); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// POST /session-context/:tenant/me/context/attributes
+func (s *server) postMyAttribute(c echo.Context) error {
+	t, sid, access, err := s.shopper(c)
+	if err != nil {
+		return err
+	}
+	key, value, err := s.attribute(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.storeCtx(c)
+	defer cancel()
+	edit := contexts.Edit{Access: access, SetAttributes: map[string]json.RawMessage{key: value}}
+	if _, err := s.store.Edit(ctx, t, sid, edit); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, key)
+}
+
+// DELETE /session-context/:tenant/context/:sessionId/attributes/:attributeName
+func (s *server) deleteAttribute(c echo.Context) error {
+	t, sid, err := s.manager(c)
+	if err != nil {
+		return err
+	}
+	return s.removeAttribute(c, t, sid, contexts.Access{Kind: contexts.AccessService})
+}
+
+// DELETE /session-context/:tenant/me/context/attributes/:attributeName
+func (s *server) deleteMyAttribute(c echo.Context) error {
+	t, sid, access, err := s.shopper(c)
+	if err != nil {
+		return err
+	}
+	return s.removeAttribute(c, t, sid, access)
+}
+
+func (s *server) removeAttribute(c echo.Context, t contexts.Tenant, sid string, access contexts.Access) error {
+	name, err := attributeName(c)
+	if err != nil {
+		return err
+	}
+	if err := s.checkKey(name, "attributeName"); err != nil {
+		return err
+	}
+	ctx, cancel := s.storeCtx(c)
+	defer cancel()
+	if _, err := s.store.Edit(ctx, t, sid, contexts.Edit{Access: access, DeleteAttribute: name}); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
