@@ -7,7 +7,9 @@ package embedded
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,8 +21,7 @@ import (
 // connections when ctx has no earlier deadline.
 const readyTimeout = 30 * time.Second
 
-// NATS is an in-process nats-server with JetStream enabled, listening on a random
-// port of 127.0.0.1.
+// NATS is an in-process nats-server with JetStream enabled.
 type NATS struct {
 	srv     *server.Server
 	tempDir string // removed by Close; empty when the caller gave the store dir
@@ -28,11 +29,19 @@ type NATS struct {
 	closeOnce sync.Once
 }
 
-// StartNATS starts an in-process NATS server with JetStream, storing its data in
+// StartNATS starts an in-process NATS server with JetStream listening on addr
+// ("host:port"; empty: a random port of 127.0.0.1), storing its data in
 // storeDir, or in a temporary directory that Close removes when storeDir is empty.
 // It returns once the server accepts connections. ctx bounds only the start; the
 // server runs until Close.
-func StartNATS(ctx context.Context, storeDir string) (*NATS, error) {
+func StartNATS(ctx context.Context, addr, storeDir string) (*NATS, error) {
+	host, port, err := splitAddr(addr)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
 	n := &NATS{}
 	if storeDir == "" {
 		dir, err := os.MkdirTemp("", "sessionctx-nats-")
@@ -43,8 +52,8 @@ func StartNATS(ctx context.Context, storeDir string) (*NATS, error) {
 		storeDir = dir
 	}
 	opts := &server.Options{
-		Host:      "127.0.0.1",
-		Port:      server.RANDOM_PORT,
+		Host:      host,
+		Port:      port,
 		JetStream: true,
 		StoreDir:  storeDir,
 		NoLog:     true,
@@ -95,8 +104,7 @@ func (n *NATS) removeTempDir() {
 // wall clock.
 const tickInterval = 100 * time.Millisecond
 
-// Redis is an in-process Redis stand-in (miniredis) listening on a random port of
-// 127.0.0.1. TIME and (P)EXPIREAT use the wall clock, and key TTLs run down with
+// Redis is an in-process Redis stand-in (miniredis). TIME and (P)EXPIREAT use the wall clock, and key TTLs run down with
 // it in steps of 100ms: a key given PEXPIREAT now+300ms is gone within about
 // 400ms, where a real Redis would drop it at 300ms.
 type Redis struct {
@@ -108,16 +116,20 @@ type Redis struct {
 	closeOnce sync.Once
 }
 
-// StartRedis starts an in-process Redis stand-in. Its TTLs follow the wall clock
+// StartRedis starts an in-process Redis stand-in listening on addr
+// ("host:port"; empty: a random port of 127.0.0.1). Its TTLs follow the wall clock
 // until ctx is done or Close is called; after ctx is done the server still answers,
 // but its TTLs stand still, so call Close.
-func StartRedis(ctx context.Context) (*Redis, error) {
+func StartRedis(ctx context.Context, addr string) (*Redis, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("embedded redis: %w", err)
 	}
 	m := miniredis.NewMiniRedis()
 	now := time.Now()
-	if err := m.StartAddr("127.0.0.1:0"); err != nil {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	if err := m.StartAddr(addr); err != nil {
 		return nil, fmt.Errorf("embedded redis: start: %w", err)
 	}
 	r := &Redis{m: m, addr: m.Addr(), stop: make(chan struct{}), done: make(chan struct{})}
@@ -166,4 +178,20 @@ func (r *Redis) Close() {
 		<-r.done
 		r.m.Close()
 	})
+}
+
+// splitAddr splits "host:port"; empty means 127.0.0.1 and port 0.
+func splitAddr(addr string) (string, int, error) {
+	if addr == "" {
+		return "127.0.0.1", 0, nil
+	}
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q is not a number", p)
+	}
+	return host, port, nil
 }

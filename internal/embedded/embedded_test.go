@@ -16,7 +16,7 @@ func TestNATSJetStream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	n, err := StartNATS(ctx, "")
+	n, err := StartNATS(ctx, "", "")
 	if err != nil {
 		t.Fatalf("StartNATS: %v", err)
 	}
@@ -59,7 +59,7 @@ func TestNATSJetStream(t *testing.T) {
 
 func TestNATSGivenStoreDirIsKept(t *testing.T) {
 	dir := t.TempDir()
-	n, err := StartNATS(context.Background(), dir)
+	n, err := StartNATS(context.Background(), "", dir)
 	if err != nil {
 		t.Fatalf("StartNATS: %v", err)
 	}
@@ -72,7 +72,7 @@ func TestNATSGivenStoreDirIsKept(t *testing.T) {
 
 func startRedis(t *testing.T) *redis.Client {
 	t.Helper()
-	r, err := StartRedis(context.Background())
+	r, err := StartRedis(context.Background(), "")
 	if err != nil {
 		t.Fatalf("StartRedis: %v", err)
 	}
@@ -259,7 +259,7 @@ func TestRedisTimeIsWallClock(t *testing.T) {
 
 func TestRedisClockGoroutineEnds(t *testing.T) {
 	t.Run("on Close", func(t *testing.T) {
-		r, err := StartRedis(context.Background())
+		r, err := StartRedis(context.Background(), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -273,7 +273,7 @@ func TestRedisClockGoroutineEnds(t *testing.T) {
 	})
 	t.Run("when ctx is done", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
-		r, err := StartRedis(ctx)
+		r, err := StartRedis(ctx, "")
 		if err != nil {
 			t.Fatal(err)
 		}

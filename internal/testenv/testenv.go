@@ -83,7 +83,7 @@ func Redis(t testing.TB) *RedisEnv {
 			url = sharedContainer(t, &redisContainer, startRedisContainer)
 		} else {
 			source = "embedded miniredis, one per test"
-			srv, err := embedded.StartRedis(context.Background())
+			srv, err := embedded.StartRedis(context.Background(), "")
 			if err != nil {
 				t.Fatalf("testenv: start embedded redis: %v", err)
 			}
@@ -122,7 +122,7 @@ func NATSEmbedded(t testing.TB) *NATSEnv {
 
 func natsEmbedded(t testing.TB) *NATSEnv {
 	t.Helper()
-	srv, err := embedded.StartNATS(context.Background(), t.TempDir())
+	srv, err := embedded.StartNATS(context.Background(), "", t.TempDir())
 	if err != nil {
 		t.Fatalf("testenv: start embedded nats: %v", err)
 	}
