@@ -28,7 +28,7 @@ func (s *server) authenticate(c echo.Context) (auth.Claims, contexts.Tenant, err
 	}
 	claims, err := s.verifier.Verify(c.Request().Context(), token)
 	if err != nil {
-		return auth.Claims{}, contexts.Tenant{}, unauthorized(err.Error(), err)
+		return auth.Claims{}, contexts.Tenant{}, unauthorized(err.Error(), nil)
 	}
 	name := c.Param("tenant")
 	if claims.Tenant == "" {
@@ -257,7 +257,7 @@ func (s *server) checkSaasToken(c echo.Context, t contexts.Tenant, customer stri
 	}
 	claims, err := s.saas.Verify(c.Request().Context(), h)
 	if err != nil {
-		return unauthorized("saas-token: "+err.Error(), err)
+		return unauthorized("saas-token: "+err.Error(), nil)
 	}
 	if claims.Tenant != "" && claims.Tenant != t.Name {
 		return forbidden("the saas-token is not valid for tenant %q", t.Name)

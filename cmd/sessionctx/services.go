@@ -144,4 +144,3 @@ func or(a, b string) string {
 	}
 	return b
 }
-
