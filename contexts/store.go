@@ -29,17 +29,18 @@ var (
 	// loginScript records that a session has a login as the customer and
 	// returns the customer's logouts stamped at or after the login's time.
 	// KEYS: the customer's session index and logout set. ARGV: session,
-	// login ms.
+	// login ms, dry run.
 	loginScript = redis.NewScript(`
-redis.call('ZADD', KEYS[1], 'inf', ARGV[1])
+if ARGV[3] ~= '1' then redis.call('ZADD', KEYS[1], 'inf', ARGV[1]) end
 return redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], '+inf', 'LIMIT', 0, 16)`)
 
 	// logoutAllScript records a logout naming no session and returns the
 	// customer's sessions. KEYS: session index, logout set. ARGV: stamp, ms,
-	// now, retention. The index scores a live session +inf and an ended one
+	// now, retention, dry run. The index scores a live session +inf and an ended one
 	// the time its record may go; those past it are dropped here.
 	logoutAllScript = redis.NewScript(`
 local ms, now, retention = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if ARGV[5] == '1' then return redis.call('ZRANGE', KEYS[1], 0, -1) end
 redis.call('ZADD', KEYS[2], ms, ARGV[1])
 local newest = tonumber(redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (newest - retention))
@@ -80,6 +81,9 @@ type Options struct {
 	MaxContextBytes int
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// DryRun makes Apply compute what each event would change against the
+	// stored state, and write nothing.
+	DryRun bool
 }
 
 // Store keeps session contexts in Redis. Every change of a session is one
@@ -133,6 +137,13 @@ func (s *Store) header(t Tenant, now time.Time) []any {
 	}
 }
 
+func (s *Store) dry() string {
+	if s.opts.DryRun {
+		return "1"
+	}
+	return "0"
+}
+
 // Result tells what applying an event did.
 type Result struct {
 	// Changed is false when the event changed nothing (a duplicate).
@@ -159,7 +170,7 @@ func (s *Store) Apply(ctx context.Context, t Tenant, e events.Event) (Result, er
 	case events.CartCreated:
 		ops = append(ops, "ca", ms(e.Time), "cx", ms(e.Time.Add(t.AnonymousLifetime)))
 	case events.CustomerLogin:
-		logouts, err := loginScript.Run(ctx, s.rdb, s.customerKeys(e.Tenant, d.CustomerID), d.SessionID, ms(e.Time)).StringSlice()
+		logouts, err := loginScript.Run(ctx, s.rdb, s.customerKeys(e.Tenant, d.CustomerID), d.SessionID, ms(e.Time), s.dry()).StringSlice()
 		if err != nil {
 			return Result{}, fmt.Errorf("record login of customer: %w", err)
 		}
@@ -184,7 +195,7 @@ func (s *Store) Apply(ctx context.Context, t Tenant, e events.Event) (Result, er
 func (s *Store) logoutAll(ctx context.Context, t Tenant, e events.Event, now time.Time) (Result, error) {
 	stamp := StampOf(e).String()
 	keys := s.customerKeys(e.Tenant, e.Data.CustomerID)
-	sessions, err := logoutAllScript.Run(ctx, s.rdb, keys, stamp, ms(e.Time), ms(now), s.opts.Retention.Milliseconds()).StringSlice()
+	sessions, err := logoutAllScript.Run(ctx, s.rdb, keys, stamp, ms(e.Time), ms(now), s.opts.Retention.Milliseconds(), s.dry()).StringSlice()
 	if err != nil {
 		return Result{}, fmt.Errorf("record logout of customer: %w", err)
 	}
@@ -203,7 +214,7 @@ func (s *Store) logoutAll(ctx context.Context, t Tenant, e events.Event, now tim
 			ended = append(ended, redis.Z{Score: float64(keep), Member: sid})
 		}
 	}
-	if len(ended) > 0 {
+	if len(ended) > 0 && !s.opts.DryRun {
 		if err := s.rdb.ZAddXX(ctx, keys[0], ended...).Err(); err != nil {
 			return Result{}, fmt.Errorf("mark ended sessions of customer: %w", err)
 		}
@@ -214,7 +225,8 @@ func (s *Store) logoutAll(ctx context.Context, t Tenant, e events.Event, now tim
 // applyOps runs the apply script; endMs is the end time of a session that
 // has ended for good, else 0.
 func (s *Store) applyOps(ctx context.Context, t Tenant, sessionID string, now time.Time, ops []any) (changed bool, endMs int64, err error) {
-	args := append(s.header(t, now), ops...)
+	args := append(s.header(t, now), s.dry())
+	args = append(args, ops...)
 	r, err := applyScript.Run(ctx, s.rdb, []string{s.sessionKey(t.Name, sessionID)}, args...).Slice()
 	if err != nil {
 		return false, 0, fmt.Errorf("apply to session %s: %w", sessionID, err)

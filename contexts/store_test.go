@@ -299,3 +299,34 @@ func TestEdits(t *testing.T) {
 		t.Errorf("upsert of an ended session: err = %v, want ErrEnded", err)
 	}
 }
+
+func TestDryRunWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	env := testenv.Redis(t)
+	live := contexts.NewStore(env.Client, contexts.Options{Prefix: env.Prefix})
+	dry := contexts.NewStore(env.Client, contexts.Options{Prefix: env.Prefix, DryRun: true})
+	cart := evAt(events.CartCreated, time.Now(), events.Data{SessionID: "s", CartID: "c"})
+	login := evAt(events.CustomerLogin, time.Now(), events.Data{SessionID: "s", CustomerID: "c1"})
+	logout := evAt(events.CustomerLogout, time.Now().Add(time.Second), events.Data{CustomerID: "c1"})
+	applyAll(t, live, cart)
+	keysBefore, _ := env.Client.Keys(ctx, env.Prefix+"*").Result()
+	for _, tc := range []struct {
+		e           events.Event
+		wantChanged bool
+	}{{cart, false}, {login, true}, {logout, false}} {
+		res, err := dry.Apply(ctx, tenant, tc.e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Changed != tc.wantChanged {
+			t.Errorf("dry %s: changed = %v, want %v", tc.e.Type, res.Changed, tc.wantChanged)
+		}
+	}
+	keysAfter, _ := env.Client.Keys(ctx, env.Prefix+"*").Result()
+	if len(keysAfter) != len(keysBefore) {
+		t.Errorf("dry run changed the keys: %v -> %v", keysBefore, keysAfter)
+	}
+	if got, err := live.Get(ctx, tenant, "s"); err != nil || got.CustomerID != "" || got.Metadata.Version != 1 {
+		t.Errorf("dry run changed the session: %+v, %v", got, err)
+	}
+}

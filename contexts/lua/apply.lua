@@ -1,6 +1,6 @@
 -- Applies one event's facts to a session. KEYS[1]: the session.
 -- ARGV: now, retention, idle limit (ms, 0: none), default site, currency,
--- language, targetLocation, then operations:
+-- language, targetLocation, dry run ('1': compute, write nothing), then operations:
 --   w <field> <stamp> <value> | ca <ms> | cx <ms> | ax <ms> | lx <stamp> | xe <stamp>
 --   li <customer> <stamp> | lo <customer> <stamp>
 -- Returns {changed (0/1), version, end ms when the session has ended for
@@ -11,7 +11,8 @@ local now, retention, idle = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV
 local defs = {site = ARGV[4], cur = ARGV[5], lang = ARGV[6], loc = ARGV[7]}
 local s = load(key)
 local before = view(s, defs)
-local i = 8
+local dry = ARGV[8] == '1'
+local i = 9
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 'w' then
@@ -31,6 +32,6 @@ while i <= #ARGV do
   end
 end
 local facts = changed
-local v = finish(key, s, before, now, retention, idle, defs)
+local v = finish(key, s, before, now, retention, idle, defs, dry)
 local e = derive(s)
 return {facts and 1 or 0, v, (e and e ~= s.xe) and stime(e) or 0}

@@ -121,11 +121,11 @@ local function addlogout(s, customer, stamp)
 end
 
 -- Recomputes the derived fields, bumps the version on a visible change,
--- sets the key's expiry and writes everything that changed.
+-- sets the key's expiry and writes everything that changed (nothing when dry).
 -- The key lives until retention after its deadline, and at least retention
 -- from now, so that a replay of old events cannot let a tombstone vanish
 -- before the events after it arrive.
-local function finish(key, s, before, now, retention, idle, defs)
+local function finish(key, s, before, now, retention, idle, defs, dry)
   local e, minli = derive(s)
   local dl, deadline
   if e then
@@ -148,6 +148,7 @@ local function finish(key, s, before, now, retention, idle, defs)
     put(s, 'v', tostring((tonumber(s.v) or 0) + 1))
     put(s, 'm', tostring(now))
   end
+  if dry then return tonumber(s.v) or 0 end
   local set, del = {}, {}
   for k in pairs(dirty) do
     if s[k] then

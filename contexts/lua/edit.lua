@@ -76,4 +76,4 @@ for k, v in pairs(s) do
 end
 if n > maxAttrs then return {'limit', 'attributes'} end
 if bytes > maxBytes then return {'limit', 'context'} end
-return {'ok', finish(key, s, before, now, retention, idle, defs)}
+return {'ok', finish(key, s, before, now, retention, idle, defs, false)}
