@@ -132,7 +132,11 @@ func TestUnknownTenant(t *testing.T) {
 	}
 	v := newEnv(t, func(c *api.Config) { c.Tenants = tenants })
 	tok := bearer(mint(t, secret, auth.TokenSpec{Tenant: "other", Scopes: []string{auth.ScopeManage}}))
-	v.expect(v.do(http.MethodGet, "/session-context/other/context/s1", nil, tok...), http.StatusNotFound, "tenant is not configured")
+	res := v.do(http.MethodGet, "/session-context/other/context/s1", nil, tok...)
+	v.expect(res, http.StatusNotFound, "tenant is not configured")
+	if res.str("sessionId") != "s1" {
+		t.Errorf("404 without sessionId: %s", res.Raw)
+	}
 	v.expect(v.do(http.MethodGet, "/session-context/acme/context/s1", nil, service(t)...), http.StatusNotFound, "not found")
 }
 
@@ -175,6 +179,11 @@ func TestGetContext(t *testing.T) {
 	v.t = t
 	v.expect(v.do(http.MethodGet, "/session-context/acme/context/bad%7Bid%7D", nil, service(t)...), http.StatusBadRequest, "sessionId")
 	v.expect(v.do(http.MethodGet, "/session-context/acme/context/"+strings.Repeat("x", 129), nil, service(t)...), http.StatusBadRequest, "sessionId")
+	// Path parameters are decoded once, whether or not the path has a raw form.
+	v.expect(v.do(http.MethodGet, "/session-context/acme/context/c%75st", nil, service(t)...), http.StatusOK, "")
+	v.expect(v.do(http.MethodGet, "/session-context/%61cme/context/cust", nil, service(t)...), http.StatusOK, "")
+	upper := bearer(mint(t, secret, auth.TokenSpec{Tenant: "ACME", Scopes: []string{auth.ScopeManage}}))
+	v.expect(v.do(http.MethodGet, "/session-context/ACME/context/cust", nil, upper...), http.StatusBadRequest, "tenant must match")
 }
 
 func TestGetMyContext(t *testing.T) {

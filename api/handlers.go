@@ -30,7 +30,13 @@ func (s *server) authenticate(c echo.Context) (auth.Claims, contexts.Tenant, err
 	if err != nil {
 		return auth.Claims{}, contexts.Tenant{}, unauthorized(err.Error(), nil)
 	}
-	name := c.Param("tenant")
+	name, err := pathParam(c, "tenant")
+	if err != nil {
+		return auth.Claims{}, contexts.Tenant{}, err
+	}
+	if !events.ValidTenant(name) {
+		return auth.Claims{}, contexts.Tenant{}, badRequest("tenant must match ^[a-z][a-z0-9]+$ with 3 to 16 characters")
+	}
 	if claims.Tenant == "" {
 		return auth.Claims{}, contexts.Tenant{}, forbidden("the token names no tenant")
 	}
@@ -47,6 +53,14 @@ func (s *server) authenticate(c echo.Context) (auth.Claims, contexts.Tenant, err
 // manager authenticates a management request: a token of the tenant with the
 // management scope, and a well-formed path sessionId.
 func (s *server) manager(c echo.Context) (contexts.Tenant, string, error) {
+	sid, err := pathParam(c, "sessionId")
+	if err != nil {
+		return contexts.Tenant{}, "", err
+	}
+	valid := events.ValidSessionID(sid)
+	if valid {
+		c.Set(sessionKey, sid)
+	}
 	claims, t, err := s.authenticate(c)
 	if err != nil {
 		return contexts.Tenant{}, "", err
@@ -54,12 +68,25 @@ func (s *server) manager(c echo.Context) (contexts.Tenant, string, error) {
 	if !claims.CanManage() {
 		return contexts.Tenant{}, "", forbidden("the token lacks the scope %s", auth.ScopeManage)
 	}
-	sid := c.Param("sessionId")
-	if !events.ValidSessionID(sid) {
+	if !valid {
 		return contexts.Tenant{}, "", badRequest("sessionId must match ^[A-Za-z0-9._-]{1,128}$")
 	}
-	c.Set(sessionKey, sid)
 	return t, sid, nil
+}
+
+// pathParam returns a path parameter URL-decoded exactly once. Echo routes on
+// the raw path when the request has one (then its parameters are still
+// encoded) and on the decoded path otherwise.
+func pathParam(c echo.Context, name string) (string, error) {
+	v := c.Param(name)
+	if c.Request().URL.RawPath == "" {
+		return v, nil
+	}
+	d, err := url.PathUnescape(v)
+	if err != nil {
+		return "", badRequest("%s is not validly URL-encoded", name)
+	}
+	return d, nil
 }
 
 // shopper authenticates a /me request: the token's sid is the session, its
@@ -81,19 +108,6 @@ func (s *server) shopper(c echo.Context) (contexts.Tenant, string, contexts.Acce
 		access = contexts.Access{Kind: contexts.AccessCustomer, CustomerID: claims.Subject}
 	}
 	return t, claims.SessionID, access, nil
-}
-
-// attributeName returns the path's attributeName, URL-decoded exactly once.
-// Echo's parameter is decoded or not depending on whether the request path
-// needed a raw form, so the name is taken from the escaped path.
-func attributeName(c echo.Context) (string, error) {
-	p := c.Request().URL.EscapedPath()
-	raw := p[strings.LastIndexByte(p, '/')+1:]
-	name, err := url.PathUnescape(raw)
-	if err != nil {
-		return "", badRequest("attributeName is not validly URL-encoded")
-	}
-	return name, nil
 }
 
 // GET /session-context/:tenant/context/:sessionId
@@ -348,7 +362,7 @@ func (s *server) deleteMyAttribute(c echo.Context) error {
 }
 
 func (s *server) removeAttribute(c echo.Context, t contexts.Tenant, sid string, access contexts.Access) error {
-	name, err := attributeName(c)
+	name, err := pathParam(c, "attributeName")
 	if err != nil {
 		return err
 	}
