@@ -181,37 +181,43 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) (Outcome, error)
 	if md, err := msg.Metadata(); err == nil {
 		received, seq = md.Timestamp, md.Sequence.Stream
 	}
-	ev, tenant, err := w.decode(msg, received)
-	if err != nil {
+	_, res, err := w.cfg.process(ctx, msg.Subject(), msg.Data(), received)
+	switch {
+	case isPoison(err):
 		if derr := w.deadLetter(ctx, msg, seq, received, err); derr != nil {
 			return "", derr
 		}
 		return DeadLettered, nil
-	}
-	res, err := w.cfg.Store.Apply(ctx, tenant, ev)
-	if err != nil {
+	case err != nil:
 		return "", err
-	}
-	if !res.Changed {
+	case !res.Changed:
 		return Duplicate, nil
 	}
 	return Applied, nil
 }
 
-func (w *Worker) decode(msg jetstream.Msg, received time.Time) (events.Event, contexts.Tenant, error) {
-	subject, ok := strings.CutPrefix(msg.Subject(), w.cfg.Streams.SubjectPrefix)
+// isPoison reports whether err means the message can never be applied.
+func isPoison(err error) bool {
+	return errors.Is(err, events.ErrInvalid) || errors.Is(err, contexts.ErrUnknownTenant)
+}
+
+// process decodes a message body and applies the event. Poison errors wrap
+// events.ErrInvalid or contexts.ErrUnknownTenant; other errors are passing.
+func (cfg *Config) process(ctx context.Context, subject string, body []byte, received time.Time) (events.Event, contexts.Result, error) {
+	bare, ok := strings.CutPrefix(subject, cfg.Streams.SubjectPrefix)
 	if !ok {
-		return events.Event{}, contexts.Tenant{}, fmt.Errorf("%w: subject %q lacks prefix %q", events.ErrInvalid, msg.Subject(), w.cfg.Streams.SubjectPrefix)
+		return events.Event{}, contexts.Result{}, fmt.Errorf("%w: subject %q lacks prefix %q", events.ErrInvalid, subject, cfg.Streams.SubjectPrefix)
 	}
-	ev, err := events.Decode(msg.Data(), subject, received)
+	ev, err := events.Decode(body, bare, received)
 	if err != nil {
-		return events.Event{}, contexts.Tenant{}, err
+		return events.Event{}, contexts.Result{}, err
 	}
-	tenant, err := w.cfg.Tenants.Lookup(ev.Tenant)
+	tenant, err := cfg.Tenants.Lookup(ev.Tenant)
 	if err != nil {
-		return events.Event{}, contexts.Tenant{}, err
+		return events.Event{}, contexts.Result{}, err
 	}
-	return ev, tenant, nil
+	res, err := cfg.Store.Apply(ctx, tenant, ev)
+	return ev, res, err
 }
 
 // deadLetter publishes the original bytes with the reason. The message id

@@ -31,7 +31,7 @@ var (
 	// KEYS: the customer's session index and logout set. ARGV: session,
 	// login ms, dry run.
 	loginScript = redis.NewScript(`
-if ARGV[3] ~= '1' then redis.call('ZADD', KEYS[1], 'inf', ARGV[1]) end
+if ARGV[3] ~= '1' then redis.call('ZADD', KEYS[1], 'NX', 'inf', ARGV[1]) end
 return redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], '+inf', 'LIMIT', 0, 16)`)
 
 	// logoutAllScript records a logout naming no session and returns the
@@ -215,7 +215,7 @@ func (s *Store) logoutAll(ctx context.Context, t Tenant, e events.Event, now tim
 		}
 	}
 	if len(ended) > 0 && !s.opts.DryRun {
-		if err := s.rdb.ZAddXX(ctx, keys[0], ended...).Err(); err != nil {
+		if err := s.rdb.ZAddArgs(ctx, keys[0], redis.ZAddArgs{XX: true, GT: true, Members: ended}).Err(); err != nil {
 			return Result{}, fmt.Errorf("mark ended sessions of customer: %w", err)
 		}
 	}

@@ -29,6 +29,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	serve := serveCommand(&cfg, stderr)
 	root.RunE = serve.RunE
-	root.AddCommand(serve, tokenCommand(&cfg, stdout, stderr), publishCommand(&cfg, stdout, stderr))
+	root.AddCommand(serve, tokenCommand(&cfg, stdout, stderr), publishCommand(&cfg, stdout, stderr), replayCommand(&cfg, stdout, stderr))
 	return root.Execute()
 }

@@ -1,0 +1,216 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionctx/sessionctx/events"
+)
+
+// ReplayConfig configures a replay of the event stream.
+type ReplayConfig struct {
+	// Config gives the stream, store and tenants; the store may be another
+	// Redis (rebuild), the live one (repair) or a dry-run store.
+	Config
+	// Tenant, when set, replays only that tenant's events.
+	Tenant string
+	// FromSeq or FromTime start the replay; both zero: the stream's first
+	// message, as far back as any live session can reach.
+	FromSeq  uint64
+	FromTime time.Time
+	// Progress, when set, is called after every batch.
+	Progress func(ReplayProgress)
+	// BatchSize is how many messages are applied (concurrently) before the
+	// next are read; default 512.
+	BatchSize int
+}
+
+// ReplayProgress is the state of a running replay.
+type ReplayProgress struct {
+	// Done and Total count messages; Total is what the stream held for the
+	// replay when it started.
+	Done, Total uint64
+	// NextSeq is the stream sequence to resume from: every message before it
+	// has been applied.
+	NextSeq uint64
+	Elapsed time.Duration
+}
+
+// ReplaySummary is what a replay did.
+type ReplaySummary struct {
+	ReplayProgress
+	// Read counts messages; Applied those that changed state; Unchanged the
+	// duplicates and stale events; Invalid those that can never be applied
+	// (already dead-lettered when they were first consumed).
+	Read, Applied, Unchanged, Invalid int64
+	// Sessions is how many distinct sessions applied events changed.
+	Sessions int
+	// Interrupted is set when ctx ended the replay early.
+	Interrupted bool
+}
+
+// Replay applies the stream's events again through the worker's code path,
+// up to the last message the stream held when the replay started. It reads
+// with an ordered consumer (nothing is acknowledged or dead-lettered) and
+// retries passing failures with backoff until ctx ends. When ctx ends it
+// stops after the batch in hand and returns the summary with Interrupted set
+// and NextSeq to resume from.
+func Replay(ctx context.Context, cfg ReplayConfig) (ReplaySummary, error) {
+	cfg.Streams = cfg.Streams.Defaults()
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 16
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 512
+	}
+	start := time.Now()
+	stream, err := cfg.JS.Stream(ctx, cfg.Streams.Stream)
+	if err != nil {
+		return ReplaySummary{}, fmt.Errorf("stream %s: %w", cfg.Streams.Stream, err)
+	}
+	last := stream.CachedInfo().State.LastSeq
+	occ := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	switch {
+	case cfg.FromSeq > 0:
+		occ.DeliverPolicy, occ.OptStartSeq = jetstream.DeliverByStartSequencePolicy, cfg.FromSeq
+	case !cfg.FromTime.IsZero():
+		occ.DeliverPolicy, occ.OptStartTime = jetstream.DeliverByStartTimePolicy, &cfg.FromTime
+	}
+	// A tenant is filtered here, not by the server: before NATS 2.10 a
+	// consumer takes one filter subject, and "*.*.<tenant>" spans the
+	// stream's six subjects.
+	if cfg.Tenant != "" && !events.ValidTenant(cfg.Tenant) {
+		return ReplaySummary{}, fmt.Errorf("tenant %q is not a valid tenant name", cfg.Tenant)
+	}
+	wanted := func(subject string) bool { return cfg.Tenant == "" || strings.HasSuffix(subject, "."+cfg.Tenant) }
+	sum := ReplaySummary{}
+	sum.NextSeq = max(cfg.FromSeq, 1)
+	if last == 0 || last < cfg.FromSeq {
+		return sum, nil
+	}
+	cons, err := cfg.JS.OrderedConsumer(ctx, cfg.Streams.Stream, occ)
+	if err != nil {
+		return sum, fmt.Errorf("read stream %s: %w", cfg.Streams.Stream, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(2 * cfg.BatchSize))
+	if err != nil {
+		return sum, fmt.Errorf("read stream %s: %w", cfg.Streams.Stream, err)
+	}
+	defer it.Stop()
+
+	// The batch in hand is finished even when ctx ends, unless it cannot be.
+	work := context.WithoutCancel(ctx)
+	sessions := map[string]struct{}{}
+	var mu sync.Mutex // guards sum counters and sessions while a batch runs
+	apply := func(m jetstream.Msg, md *jetstream.MsgMetadata) error {
+		for attempt := uint64(1); ; attempt++ {
+			ev, res, err := cfg.process(work, m.Subject(), m.Data(), md.Timestamp)
+			mu.Lock()
+			switch {
+			case isPoison(err):
+				sum.Invalid++
+			case err != nil:
+				mu.Unlock()
+				cfg.Logger.Warn("replay: event failed, retrying", "seq", md.Sequence.Stream, "err", err)
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(Backoff(attempt)):
+				}
+				continue
+			case res.Changed:
+				sum.Applied++
+				if ev.Data.SessionID != "" {
+					sessions[ev.Tenant+"/"+ev.Data.SessionID] = struct{}{}
+				}
+			default:
+				sum.Unchanged++
+			}
+			mu.Unlock()
+			return nil
+		}
+	}
+
+	for done := false; !done; {
+		// Read a batch: up to BatchSize messages, or until the stream's end
+		// at the replay's start.
+		var batch []jetstream.Msg
+		var mds []*jetstream.MsgMetadata
+		scanned, nextSeq := uint64(0), sum.NextSeq
+		for len(batch) < cfg.BatchSize {
+			m, err := it.Next(jetstream.NextMaxWait(5 * time.Second))
+			if err != nil {
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, nats.ErrTimeout) {
+					done = true
+					break
+				}
+				return sum, fmt.Errorf("read stream %s: %w", cfg.Streams.Stream, err)
+			}
+			md, err := m.Metadata()
+			if err != nil {
+				return sum, fmt.Errorf("message metadata: %w", err)
+			}
+			if md.Sequence.Stream > last {
+				done = true
+				break
+			}
+			if sum.Total == 0 {
+				sum.Total = min(md.NumPending+1, last-md.Sequence.Stream+1)
+			}
+			scanned++
+			nextSeq = md.Sequence.Stream + 1
+			if wanted(m.Subject()) {
+				batch = append(batch, m)
+				mds = append(mds, md)
+			}
+			if md.Sequence.Stream == last || md.NumPending == 0 {
+				done = true
+				break
+			}
+		}
+		// Apply it concurrently: order does not matter to the store.
+		var wg sync.WaitGroup
+		errs := make(chan error, len(batch))
+		next := make(chan int)
+		for range min(cfg.Concurrency, len(batch)) {
+			wg.Go(func() {
+				for i := range next {
+					if err := apply(batch[i], mds[i]); err != nil {
+						errs <- err
+					}
+				}
+			})
+		}
+		for i := range batch {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			sum.Interrupted = true
+			break // ctx ended while retrying; this batch is not complete
+		}
+		sum.Read += int64(len(batch))
+		sum.Done += scanned
+		sum.NextSeq = nextSeq
+		sum.Elapsed = time.Since(start)
+		if cfg.Progress != nil {
+			cfg.Progress(sum.ReplayProgress)
+		}
+		if ctx.Err() != nil && !done {
+			sum.Interrupted = true
+			break
+		}
+	}
+	sum.Sessions = len(sessions)
+	sum.Elapsed = time.Since(start)
+	return sum, nil
+}
