@@ -204,20 +204,31 @@ func isPoison(err error) bool {
 // process decodes a message body and applies the event. Poison errors wrap
 // events.ErrInvalid or contexts.ErrUnknownTenant; other errors are passing.
 func (cfg *Config) process(ctx context.Context, subject string, body []byte, received time.Time) (events.Event, contexts.Result, error) {
-	bare, ok := strings.CutPrefix(subject, cfg.Streams.SubjectPrefix)
-	if !ok {
-		return events.Event{}, contexts.Result{}, fmt.Errorf("%w: subject %q lacks prefix %q", events.ErrInvalid, subject, cfg.Streams.SubjectPrefix)
-	}
-	ev, err := events.Decode(body, bare, received)
-	if err != nil {
-		return events.Event{}, contexts.Result{}, err
-	}
-	tenant, err := cfg.Tenants.Lookup(ev.Tenant)
+	ev, tenant, err := Decode(cfg.Streams, cfg.Tenants, subject, body, received)
 	if err != nil {
 		return events.Event{}, contexts.Result{}, err
 	}
 	res, err := cfg.Store.Apply(ctx, tenant, ev)
 	return ev, res, err
+}
+
+// Decode validates a message of the event stream as the worker does: the
+// subject prefix, the envelope and payload, and the tenant. Every error
+// means the message can never be applied.
+func Decode(s Streams, tenants TenantLookup, subject string, body []byte, received time.Time) (events.Event, contexts.Tenant, error) {
+	bare, ok := strings.CutPrefix(subject, s.SubjectPrefix)
+	if !ok {
+		return events.Event{}, contexts.Tenant{}, fmt.Errorf("%w: subject %q lacks prefix %q", events.ErrInvalid, subject, s.SubjectPrefix)
+	}
+	ev, err := events.Decode(body, bare, received)
+	if err != nil {
+		return events.Event{}, contexts.Tenant{}, err
+	}
+	tenant, err := tenants.Lookup(ev.Tenant)
+	if err != nil {
+		return events.Event{}, contexts.Tenant{}, err
+	}
+	return ev, tenant, nil
 }
 
 // deadLetter publishes the original bytes with the reason. The message id

@@ -29,6 +29,8 @@ type config struct {
 	SaasSecret      string
 	TenantsFile     string
 	Stream          string
+	StreamReplicas  int
+	StreamMaxAge    time.Duration
 	SubjectPrefix   string
 	KeyPrefix       string
 	LogLevel        string
@@ -60,6 +62,8 @@ func (c *config) settings() []setting {
 		{"SESSIONCTX_SAAS_TOKEN_SECRET", "saas-token-secret", "", "HS256 secret of saas-token headers; default: the JWT secret", &c.SaasSecret},
 		{"SESSIONCTX_TENANTS_FILE", "tenants-file", "", "tenants file; default: every tenant on site main, EUR, DE, 1h", &c.TenantsFile},
 		{"SESSIONCTX_STREAM", "stream", "SESSION_EVENTS", "event stream name", &c.Stream},
+		{"SESSIONCTX_STREAM_REPLICAS", "stream-replicas", "1", "replicas of the streams and consumer (3 on a NATS cluster)", &c.StreamReplicas},
+		{"SESSIONCTX_STREAM_MAX_AGE", "stream-max-age", "168h", "how long the stream keeps events (the replay horizon)", &c.StreamMaxAge},
 		{"SESSIONCTX_SUBJECT_PREFIX", "subject-prefix", "", "prefix of every event subject (to share a NATS account)", &c.SubjectPrefix},
 		{"SESSIONCTX_KEY_PREFIX", "key-prefix", "sctx:", "prefix of every Redis key", &c.KeyPrefix},
 		{"SESSIONCTX_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", &c.LogLevel},

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 )
@@ -11,6 +12,11 @@ import (
 // getenv and writes to stdout and stderr. It returns when ctx is cancelled
 // or the command is done.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runWithStdin(ctx, args, getenv, os.Stdin, stdout, stderr)
+}
+
+// runWithStdin is run with the standard input given (tests give their own).
+func runWithStdin(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	root := &cobra.Command{
 		Use:           "sessionctx",
 		Short:         "Session contexts for e-commerce storefronts, kept from lifecycle events",
@@ -19,6 +25,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		SilenceErrors: true,
 	}
 	root.SetArgs(args)
+	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetContext(ctx)
@@ -29,6 +36,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	serve := serveCommand(&cfg, stderr)
 	root.RunE = serve.RunE
-	root.AddCommand(serve, tokenCommand(&cfg, stdout, stderr), publishCommand(&cfg, stdout, stderr), replayCommand(&cfg, stdout, stderr))
+	root.AddCommand(serve, tokenCommand(&cfg, stdout, stderr), publishCommand(&cfg, stdout, stderr), replayCommand(&cfg, stdout, stderr),
+		dlqCommand(&cfg, stdout, stderr), streamsCommand(&cfg, stdout, stderr))
 	return root.Execute()
 }

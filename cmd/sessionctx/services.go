@@ -50,7 +50,8 @@ func (s *services) ready(ctx context.Context) error {
 // the embedded servers: started here when start is set (serve), else those
 // of a running `sessionctx serve`, at their listen addresses.
 func connect(ctx context.Context, cfg *config, log *slog.Logger, start bool) (_ *services, err error) {
-	s := &services{streams: consumer.Streams{Stream: cfg.Stream, SubjectPrefix: cfg.SubjectPrefix}.Defaults()}
+	s := &services{streams: consumer.Streams{Stream: cfg.Stream, SubjectPrefix: cfg.SubjectPrefix,
+		Replicas: cfg.StreamReplicas, MaxAge: cfg.StreamMaxAge}.Defaults()}
 	defer func() {
 		if err != nil {
 			s.Close()
