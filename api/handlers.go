@@ -254,6 +254,8 @@ func (s *server) putContext(c echo.Context) error {
 			return err
 		}
 	}
+	// A login between the read and the edit must not slip past the check above.
+	edit.ExpectCustomerID = &owner
 	if _, err := s.store.Edit(ctx, t, sid, edit); err != nil {
 		return err
 	}

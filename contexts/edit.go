@@ -47,6 +47,9 @@ type Edit struct {
 	Access Access
 	// Version, when set, must equal the stored metadata.version.
 	Version *int64
+	// ExpectCustomerID, when set, must equal the stored customerId ("" for
+	// none): the caller checked its rights against that customer.
+	ExpectCustomerID *string
 	// Upsert creates the context when it does not exist: an anonymous one
 	// with the tenant's lifetime, or a customer one when CustomerID is set.
 	Upsert *Upsert
@@ -66,7 +69,8 @@ type Upsert struct{ CustomerID string }
 
 // Edit applies an edit atomically, stamped with the server's time, and
 // returns the new version. Errors: ErrNotFound, ErrEnded (upsert of an ended
-// session), *VersionConflictError, ErrNoAttribute, ErrLimit.
+// session), *VersionConflictError (also when the customer is not the one
+// expected), ErrNoAttribute, ErrLimit.
 func (s *Store) Edit(ctx context.Context, t Tenant, sessionID string, e Edit) (int64, error) {
 	now := s.opts.Now()
 	stamp := Stamp{Time: now, ID: "~api." + uuid.NewString()}.String()
@@ -75,7 +79,11 @@ func (s *Store) Edit(ctx context.Context, t Tenant, sessionID string, e Edit) (i
 	if e.Version != nil {
 		version = strconv.FormatInt(*e.Version, 10)
 	}
-	args := append(s.header(t, now), access, e.Access.CustomerID, version, s.opts.MaxAttributes, s.opts.MaxContextBytes)
+	expect, expected := "0", ""
+	if e.ExpectCustomerID != nil {
+		expect, expected = "1", *e.ExpectCustomerID
+	}
+	args := append(s.header(t, now), access, e.Access.CustomerID, version, s.opts.MaxAttributes, s.opts.MaxContextBytes, expect, expected)
 	if e.Upsert != nil {
 		args = append(args, "create", t.AnonymousLifetime.Milliseconds(), stamp, e.Upsert.CustomerID)
 	}

@@ -288,6 +288,13 @@ func TestEdits(t *testing.T) {
 	if _, err := s.Edit(ctx, tenant, "s", contexts.Edit{Access: contexts.Access{Kind: contexts.AccessAnonymous}, SetAttributes: map[string]json.RawMessage{"b": json.RawMessage(`2`)}}); !errors.Is(err, contexts.ErrNotFound) {
 		t.Errorf("anonymous edit of a customer session: err = %v, want not found", err)
 	}
+	noCustomer, c1 := "", "c1"
+	if _, err := s.Edit(ctx, tenant, "s", contexts.Edit{ExpectCustomerID: &noCustomer}); !errors.As(err, new(*contexts.VersionConflictError)) {
+		t.Errorf("edit expecting no customer after a login: err = %v, want conflict", err)
+	}
+	if _, err := s.Edit(ctx, tenant, "s", contexts.Edit{ExpectCustomerID: &c1}); err != nil {
+		t.Errorf("edit expecting the stored customer: %v", err)
+	}
 	if _, err := s.Edit(ctx, tenant, "s", contexts.Edit{DeleteAttribute: "nope"}); !errors.Is(err, contexts.ErrNoAttribute) {
 		t.Errorf("delete missing attribute: err = %v", err)
 	}

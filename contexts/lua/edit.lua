@@ -2,7 +2,8 @@
 -- ARGV: now, retention, idle limit, default site, currency, language,
 -- targetLocation, access ('any' | 'anonymous' | 'customer'), the token's
 -- customer, expected version ('' for none), max attributes, max context
--- bytes, then operations:
+-- bytes, whether the stored customer is expected ('1' or '0') and which ('' for
+-- none), then operations:
 --   create <lifetime ms> <stamp> <customer or ''> | w <field> <stamp> <value>
 --   clearattrs | aset <name> <json> | adel <name>
 -- Returns {'ok', version} | {'notfound'} | {'ended'} | {'conflict', version}
@@ -12,9 +13,10 @@ local now, retention, idle = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV
 local defs = {site = ARGV[4], cur = ARGV[5], lang = ARGV[6], loc = ARGV[7]}
 local access, customer, expected = ARGV[8], ARGV[9], ARGV[10]
 local maxAttrs, maxBytes = tonumber(ARGV[11]), tonumber(ARGV[12])
+local expectCustomer, expectedCustomer = ARGV[13] == '1', ARGV[14]
 local s = load(key)
 local before = view(s, defs)
-local i = 13
+local i = 15
 local created = false
 if ARGV[i] == 'create' then
   if s.e or (s.ca and not visible(s, now)) then return {'ended'} end
@@ -38,14 +40,10 @@ if not created then
     return {'notfound'}
   end
   local cid = s.cid and select(2, split(s.cid)) or ''
-  if access == 'anonymous' then
-    for k in pairs(s) do
-      if string.sub(k, 1, 3) == 'li:' then return {'notfound'} end
-    end
-  elseif access == 'customer' and cid ~= '' and cid ~= customer then
+  if (access == 'anonymous' and cid ~= '') or (access == 'customer' and cid ~= '' and cid ~= customer) then
     return {'notfound'}
   end
-  if expected ~= '' and tonumber(expected) ~= (tonumber(s.v) or 0) then
+  if (expected ~= '' and tonumber(expected) ~= (tonumber(s.v) or 0)) or (expectCustomer and cid ~= expectedCustomer) then
     return {'conflict', tonumber(s.v) or 0}
   end
 end
