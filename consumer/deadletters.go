@@ -57,7 +57,10 @@ func (d DeadLetters) List(ctx context.Context, from uint64, limit int) ([]DeadLe
 	}
 	st := s.CachedInfo().State
 	var out []DeadLetter
-	for seq := max(from, st.FirstSeq); seq <= st.LastSeq && len(out) < limit; seq++ {
+	if st.Msgs == 0 {
+		return nil, nil
+	}
+	for seq := max(from, st.FirstSeq, 1); seq <= st.LastSeq && len(out) < limit; seq++ {
 		m, err := s.GetMsg(ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue // requeued or purged
