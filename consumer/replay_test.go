@@ -12,6 +12,7 @@ import (
 	"github.com/sessionctx/sessionctx/contexts"
 	"github.com/sessionctx/sessionctx/events"
 	"github.com/sessionctx/sessionctx/internal/histories"
+	"github.com/sessionctx/sessionctx/internal/modeltest"
 	"github.com/sessionctx/sessionctx/internal/testenv"
 )
 
@@ -77,7 +78,7 @@ func rawKeys(t *testing.T, r *testenv.RedisEnv) map[string]string {
 // stream into an empty store, and compares; then replays twice into the live
 // store, which must change nothing.
 func TestReplayIsDeterministic(t *testing.T) {
-	s := seed(t)
+	s := modeltest.Seed(t)
 	rnd := rand.New(rand.NewPCG(s, 7))
 	n := testenv.NATS(t)
 	rg := newRig(t, n)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/sessionctx/sessionctx/contexts"
 	"github.com/sessionctx/sessionctx/events"
 	"github.com/sessionctx/sessionctx/internal/histories"
+	"github.com/sessionctx/sessionctx/internal/modeltest"
 	"github.com/sessionctx/sessionctx/internal/testenv"
 )
 
@@ -117,18 +117,6 @@ func (r rig) waitDrained(t *testing.T, timeout time.Duration) {
 	}
 }
 
-func seed(t *testing.T) uint64 {
-	s := uint64(time.Now().UnixNano())
-	if v := os.Getenv("SESSIONCTX_SEED"); v != "" {
-		var err error
-		if s, err = strconv.ParseUint(v, 10, 64); err != nil {
-			t.Fatalf("SESSIONCTX_SEED: %v", err)
-		}
-	}
-	t.Logf("seed %d (rerun with SESSIONCTX_SEED=%d)", s, s)
-	return s
-}
-
 // natsServers runs f against the configured NATS (NATS_URL, a container or
 // the embedded server) and against the embedded current server.
 func natsServers(t *testing.T, f func(t *testing.T, n *testenv.NATSEnv)) {
@@ -141,7 +129,7 @@ func natsServers(t *testing.T, f func(t *testing.T, n *testenv.NATSEnv)) {
 // every session against the reference model.
 func TestPipelineMatchesModel(t *testing.T) {
 	natsServers(t, func(t *testing.T, n *testenv.NATSEnv) {
-		s := seed(t)
+		s := modeltest.Seed(t)
 		rnd := rand.New(rand.NewPCG(s, s^0x5eed))
 		rg := newRig(t, n)
 		tenant, _ := tenants.Lookup("acme")
@@ -174,23 +162,7 @@ func TestPipelineMatchesModel(t *testing.T) {
 		}
 		rg.waitDrained(t, 2*time.Minute)
 
-		mismatches := 0
-		sessions := histories.SessionIDs(evs)
-		for _, sid := range sessions {
-			got, err := rg.store.Inspect(context.Background(), tenant, sid)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := contexts.Fold(tenant, sid, evs); got != want {
-				mismatches++
-				if mismatches <= 5 {
-					t.Errorf("session %s:\n store %+v\n model %+v", sid, got, want)
-				}
-			}
-		}
-		if mismatches > 0 {
-			t.Fatalf("%d of %d sessions differ from the model", mismatches, len(sessions))
-		}
+		sessions := modeltest.Compare(t, rg.store, tenant, evs)
 		dlq, err := n.JS.Stream(context.Background(), rg.streams.DeadLetterStream())
 		if err != nil {
 			t.Fatal(err)
@@ -203,6 +175,6 @@ func TestPipelineMatchesModel(t *testing.T) {
 			t.Fatal("no failure was injected: the test proved nothing about retries")
 		}
 		t.Logf("%d events, %d deliveries, %d injected failures, %d sessions: all match the model",
-			len(evs), len(deliveries), injected, len(sessions))
+			len(evs), len(deliveries), injected, sessions)
 	})
 }

@@ -113,10 +113,10 @@ func (g *generator) session(sid string) {
 			g.add(events.CustomerLogin, g.when(), d)
 		}
 	}
-	if g.chance(0.25) {
+	for g.chance(0.25) {
 		g.add(events.AnonymousExpired, g.when(), events.Data{SessionID: sid})
 	}
-	if g.chance(0.15) {
+	for g.chance(0.15) {
 		g.add(events.CustomerLogout, g.when(), events.Data{SessionID: sid, CustomerID: customer(g.r.IntN(max(g.cfg.Customers, 1)))})
 	}
 }
