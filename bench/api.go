@@ -147,6 +147,7 @@ func (b *bench) api(ctx context.Context) error {
 		if !raw {
 			stop = b.profile(c, name)
 		}
+		b.waitQuiet(ctx, name)
 		win := b.cpuStart(ctx, c)
 		res, err := b.runLoad(ctx, loadConfig{
 			Base: "http://" + c.ready.Addr, Raw: raw, Tokens: tokens, Clients: b.opts.clients,

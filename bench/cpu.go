@@ -172,12 +172,10 @@ func (w *cpuWindow) end(ctx context.Context) string {
 		calls, usec int64
 	}
 	var ds []delta
-	var redisUsec int64
 	for name, a := range after {
 		d := delta{name, a.calls - w.redis[name].calls, a.usec - w.redis[name].usec}
-		if d.calls > 0 {
+		if d.calls > 0 && name != "info" {
 			ds = append(ds, d)
-			redisUsec += d.usec
 		}
 	}
 	sort.Slice(ds, func(i, j int) bool { return ds[i].usec > ds[j].usec })
@@ -187,7 +185,39 @@ func (w *cpuWindow) end(ctx context.Context) string {
 	}
 	s := "CPU: " + strings.Join(parts, ", ")
 	if len(cmds) > 0 {
-		s += fmt.Sprintf("; redis commands busy %.0f%% of the window: %s", 100*float64(redisUsec)/1e6/secs, strings.Join(cmds, ", "))
+		// A script's own commands count both in it and by themselves.
+		s += "; redis's top commands: " + strings.Join(cmds, ", ")
 	}
 	return s
+}
+
+// waitQuiet waits, at most maxWait, until the machine is mostly idle (other
+// users' builds and tests share it), so that a measured window starts on a
+// quiet machine. It logs when the machine stayed busy.
+func (b *bench) waitQuiet(ctx context.Context, what string) {
+	maxWait := 30 * time.Second
+	if b.opts.quick {
+		maxWait = 3 * time.Second
+	}
+	deadline := time.Now().Add(maxWait)
+	busy := 0.0
+	for {
+		before := machineTicks()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(300 * time.Millisecond):
+		}
+		after := machineTicks()
+		if total := after[1] - before[1]; total > 0 {
+			busy = float64(numCPU()) * 100 * float64(after[0]-before[0]) / float64(total)
+		}
+		if busy < 25 {
+			return
+		}
+		if time.Now().After(deadline) {
+			logf("WARNING: the machine is %.0f%% busy (of %d%%) with other work before %s: its figures are disturbed", busy, 100*numCPU(), what)
+			return
+		}
+	}
 }

@@ -243,6 +243,7 @@ func (b *bench) ingest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	b.waitQuiet(ctx, "the raw consumer")
 	win := b.cpuStart(ctx)
 	t0 := time.Now()
 	go func() {
@@ -262,6 +263,7 @@ func (b *bench) ingest(ctx context.Context) error {
 	rawRate := float64(n) / t1.Sub(t0).Seconds()
 	logf("raw consumer: %d messages acked in %s: %.0f/s; %s", n, t1.Sub(t0).Round(time.Millisecond), rawRate, win.end(ctx))
 
+	b.waitQuiet(ctx, "the worker")
 	w, err := b.startChild(ctx, "worker", serverConfig{
 		RedisURL: b.redisURL, NATSURL: b.natsURL, KeyPrefix: b.keyPrefix("ingest"),
 		Stream: live.Stream, SubjectPrefix: live.SubjectPrefix, Concurrency: b.opts.concurrency,

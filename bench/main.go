@@ -44,6 +44,8 @@ type options struct {
 	cpuprofile  string
 	sessionctx  string
 	keepLogs    bool
+
+	memEventsSet bool
 }
 
 var phases = []string{"ingest", "api", "memory", "replay"}
@@ -84,6 +86,7 @@ func parseFlags() (options, error) {
 			}
 		}
 	}
+	o.memEventsSet = o.memEvents > 0
 	def(&o.events, 200_000, 20_000)
 	def(&o.memEvents, 1_000_000, 50_000)
 	def(&o.sessions, 10_000, 2_000)

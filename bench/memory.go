@@ -159,6 +159,13 @@ func describeHash(h map[string]string) string {
 // and 100% of memEvents events of ever new sessions.
 func (b *bench) residentMemory(ctx context.Context) error {
 	total := b.opts.memEvents
+	if b.opts.quick && b.ingested != nil && !b.opts.memEventsSet {
+		// Bound the quick run's time: what the worker applies in about 12 s.
+		if fit := int(b.ingested.rate*12) / 1000 * 1000; fit < total {
+			total = max(fit, 8000)
+			logf("quick: the memory figure uses %d events, what the worker's measured %.0f events/s apply in about 12 s (-memory-events overrides)", total, b.ingested.rate)
+		}
+	}
 	streams := consumer.Streams{Stream: b.streamName("mem"), SubjectPrefix: b.subjectPrefix("mem")}.Defaults()
 	b.own(streams.Stream, streams.DeadLetterStream())
 	cons, err := consumer.Provision(ctx, b.js, streams)

@@ -94,6 +94,7 @@ func (b *bench) replay(ctx context.Context) error {
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.WaitDelay = 10 * time.Second
+	b.waitQuiet(ctx, "the replay")
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
 	win := b.cpuStart(ctx)
