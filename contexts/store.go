@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -89,8 +90,9 @@ type Options struct {
 // Store keeps session contexts in Redis. Every change of a session is one
 // atomic script on the session's key.
 type Store struct {
-	rdb  redis.UniversalClient
-	opts Options
+	rdb    redis.UniversalClient
+	opts   Options
+	loaded atomic.Bool // the event scripts are loaded
 }
 
 // NewStore returns a store on rdb.
@@ -152,12 +154,124 @@ type Result struct {
 	Sessions int
 }
 
-// Apply applies a validated event of tenant t. It is idempotent and
-// commutative: any delivery order, with duplicates, gives the same outcome.
+// Item is one validated event to apply, with its tenant's configuration.
+type Item struct {
+	Tenant Tenant
+	Event  events.Event
+}
+
+// Apply applies one validated event of tenant t (see ApplyBatch).
 func (s *Store) Apply(ctx context.Context, t Tenant, e events.Event) (Result, error) {
+	res, errs := s.ApplyBatch(ctx, []Item{{Tenant: t, Event: e}})
+	return res[0], errs[0]
+}
+
+// ApplyBatch applies validated events. Applying is idempotent and
+// commutative: any delivery order, with duplicates, gives the same outcome,
+// so the events of a batch may concern any sessions in any order. It takes
+// at most three round trips: the customer steps of logins and of logouts
+// naming no session, then one script per session, then the customers'
+// index of ended sessions. Each event has its own result and error; an event
+// that failed may have been applied in part and is safe to apply again.
+//
+// A logout naming no session is recorded with the customer before the
+// customer's sessions are read; a login records its session with the
+// customer before it reads the customer's logouts: whatever the
+// interleaving of the two on several workers, one of them sees the other.
+func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error) {
 	now := s.opts.Now()
+	results := make([]Result, len(items))
+	errs := make([]error, len(items))
+	if err := s.loadScripts(ctx); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return results, errs
+	}
+
+	// The customer steps.
+	customer := make([]*redis.Cmd, len(items))
+	pipe := s.rdb.Pipeline()
+	for i, it := range items {
+		e, d := it.Event, it.Event.Data
+		switch {
+		case e.Type == events.CustomerLogin:
+			customer[i] = loginScript.EvalSha(ctx, pipe, s.customerKeys(e.Tenant, d.CustomerID), d.SessionID, ms(e.Time), s.dry())
+		case e.Type == events.CustomerLogout && d.SessionID == "":
+			customer[i] = logoutAllScript.EvalSha(ctx, pipe, s.customerKeys(e.Tenant, d.CustomerID),
+				StampOf(e).String(), ms(e.Time), ms(now), s.opts.Retention.Milliseconds(), s.dry())
+		}
+	}
+	s.exec(ctx, pipe)
+
+	// The session scripts.
+	type call struct {
+		item int
+		sid  string
+		cmd  *redis.Cmd
+	}
+	var calls []call
+	pipe = s.rdb.Pipeline()
+	for i, it := range items {
+		e, d := it.Event, it.Event.Data
+		var fromCustomer []string
+		if c := customer[i]; c != nil {
+			var err error
+			if fromCustomer, err = c.StringSlice(); err != nil {
+				errs[i] = fmt.Errorf("record %s of customer %s: %w", e.Type, d.CustomerID, s.noScript(err))
+				continue
+			}
+		}
+		if e.Type == events.CustomerLogout && d.SessionID == "" {
+			results[i].Sessions = len(fromCustomer)
+			for _, sid := range fromCustomer {
+				calls = append(calls, call{i, sid, s.queueApply(ctx, pipe, it.Tenant, sid, now, []any{"lo", d.CustomerID, StampOf(e).String()})})
+			}
+			continue
+		}
+		results[i].Sessions = 1
+		calls = append(calls, call{i, d.SessionID, s.queueApply(ctx, pipe, it.Tenant, d.SessionID, now, ops(it.Tenant, e, fromCustomer))})
+	}
+	s.exec(ctx, pipe)
+
+	// Ended is final, but an earlier logout may still move the end until the
+	// record goes: the customer's index keeps ended sessions until then.
+	ended := map[int][]redis.Z{}
+	for _, c := range calls {
+		r, err := c.cmd.Slice()
+		if err != nil {
+			errs[c.item] = fmt.Errorf("apply %s to session %s: %w", items[c.item].Event.Type, c.sid, s.noScript(err))
+			continue
+		}
+		results[c.item].Changed = results[c.item].Changed || r[0].(int64) == 1
+		if e := items[c.item].Event; e.Type == events.CustomerLogout && e.Data.SessionID == "" {
+			if endMs := r[2].(int64); endMs > 0 {
+				keep := max(endMs, now.UnixMilli()) + s.opts.Retention.Milliseconds()
+				ended[c.item] = append(ended[c.item], redis.Z{Score: float64(keep), Member: c.sid})
+			}
+		}
+	}
+	if len(ended) > 0 && !s.opts.DryRun {
+		pipe = s.rdb.Pipeline()
+		marks := map[int]*redis.IntCmd{}
+		for i, zs := range ended {
+			keys := s.customerKeys(items[i].Event.Tenant, items[i].Event.Data.CustomerID)
+			marks[i] = pipe.ZAddArgs(ctx, keys[0], redis.ZAddArgs{XX: true, GT: true, Members: zs})
+		}
+		s.exec(ctx, pipe)
+		for i, cmd := range marks {
+			if err := cmd.Err(); err != nil && errs[i] == nil {
+				errs[i] = fmt.Errorf("mark ended sessions of customer %s: %w", items[i].Event.Data.CustomerID, err)
+			}
+		}
+	}
+	return results, errs
+}
+
+// ops returns the apply script's operations for an event; logouts are the
+// customer's logouts that a login found.
+func ops(t Tenant, e events.Event, logouts []string) []any {
 	stamp := StampOf(e).String()
-	d := e.Data
 	var ops []any
 	for _, w := range writes(t, e) {
 		ops = append(ops, "w", string(w.Field), stamp, w.Value)
@@ -170,68 +284,53 @@ func (s *Store) Apply(ctx context.Context, t Tenant, e events.Event) (Result, er
 	case events.CartCreated:
 		ops = append(ops, "ca", ms(e.Time), "cx", ms(e.Time.Add(t.AnonymousLifetime)))
 	case events.CustomerLogin:
-		logouts, err := loginScript.Run(ctx, s.rdb, s.customerKeys(e.Tenant, d.CustomerID), d.SessionID, ms(e.Time), s.dry()).StringSlice()
-		if err != nil {
-			return Result{}, fmt.Errorf("record login of customer: %w", err)
-		}
-		ops = append(ops, "li", d.CustomerID, stamp)
+		ops = append(ops, "li", e.Data.CustomerID, stamp)
 		for _, lo := range logouts {
-			ops = append(ops, "lo", d.CustomerID, lo)
+			ops = append(ops, "lo", e.Data.CustomerID, lo)
 		}
 	case events.CustomerLogout:
-		if d.SessionID == "" {
-			return s.logoutAll(ctx, t, e, now)
-		}
 		ops = append(ops, "lx", stamp)
 	}
-	changed, _, err := s.applyOps(ctx, t, d.SessionID, now, ops)
-	return Result{Changed: changed, Sessions: 1}, err
+	return ops
 }
 
-// logoutAll ends every session of the customer whose login is stamped before
-// the logout. The logout is recorded with the customer first and the
-// sessions are read after; a login records its session first and reads the
-// logouts after: whatever the interleaving, one of them sees the other.
-func (s *Store) logoutAll(ctx context.Context, t Tenant, e events.Event, now time.Time) (Result, error) {
-	stamp := StampOf(e).String()
-	keys := s.customerKeys(e.Tenant, e.Data.CustomerID)
-	sessions, err := logoutAllScript.Run(ctx, s.rdb, keys, stamp, ms(e.Time), ms(now), s.opts.Retention.Milliseconds(), s.dry()).StringSlice()
-	if err != nil {
-		return Result{}, fmt.Errorf("record logout of customer: %w", err)
-	}
-	res := Result{Sessions: len(sessions)}
-	var ended []redis.Z
-	for _, sid := range sessions {
-		changed, endMs, err := s.applyOps(ctx, t, sid, now, []any{"lo", e.Data.CustomerID, stamp})
-		if err != nil {
-			return Result{}, err
-		}
-		res.Changed = res.Changed || changed
-		if endMs > 0 {
-			// Ended is final; an earlier logout may still move the end, until
-			// the record goes.
-			keep := max(endMs, now.UnixMilli()) + s.opts.Retention.Milliseconds()
-			ended = append(ended, redis.Z{Score: float64(keep), Member: sid})
-		}
-	}
-	if len(ended) > 0 && !s.opts.DryRun {
-		if err := s.rdb.ZAddArgs(ctx, keys[0], redis.ZAddArgs{XX: true, GT: true, Members: ended}).Err(); err != nil {
-			return Result{}, fmt.Errorf("mark ended sessions of customer: %w", err)
-		}
-	}
-	return res, nil
-}
-
-// applyOps runs the apply script; endMs is the end time of a session that
-// has ended for good, else 0.
-func (s *Store) applyOps(ctx context.Context, t Tenant, sessionID string, now time.Time, ops []any) (changed bool, endMs int64, err error) {
+// queueApply queues the apply script of one session on pipe. Its answer is
+// {changed, version, end ms of a session that has ended for good, else 0}.
+func (s *Store) queueApply(ctx context.Context, pipe redis.Pipeliner, t Tenant, sessionID string, now time.Time, ops []any) *redis.Cmd {
 	args := append(s.header(t, now), s.dry())
 	args = append(args, ops...)
-	r, err := applyScript.Run(ctx, s.rdb, []string{s.sessionKey(t.Name, sessionID)}, args...).Slice()
-	if err != nil {
-		return false, 0, fmt.Errorf("apply to session %s: %w", sessionID, err)
+	return applyScript.EvalSha(ctx, pipe, []string{s.sessionKey(t.Name, sessionID)}, args...)
+}
+
+// exec runs a pipeline; the errors are read from its commands.
+func (s *Store) exec(ctx context.Context, pipe redis.Pipeliner) {
+	if pipe.Len() > 0 {
+		_, _ = pipe.Exec(ctx)
 	}
-	return r[0].(int64) == 1, r[2].(int64), nil
+}
+
+// loadScripts loads the event scripts into Redis once, so that pipelines
+// can call them by hash.
+func (s *Store) loadScripts(ctx context.Context) error {
+	if s.loaded.Load() {
+		return nil
+	}
+	for _, sc := range []*redis.Script{applyScript, loginScript, logoutAllScript} {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("load scripts: %w", err)
+		}
+	}
+	s.loaded.Store(true)
+	return nil
+}
+
+// noScript notes that Redis lost the scripts (a restart or SCRIPT FLUSH), so
+// that the next batch loads them again; the failed events are retried.
+func (s *Store) noScript(err error) error {
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		s.loaded.Store(false)
+	}
+	return err
 }
 
 // record is a session's hash, decoded.
