@@ -257,7 +257,15 @@ func (s *server) putContext(c echo.Context) error {
 	// A login between the read and the edit must not slip past the check above.
 	edit.ExpectCustomerID = &owner
 	if _, err := s.store.Edit(ctx, t, sid, edit); err != nil {
-		return err
+		var claimed *contexts.CustomerError
+		if !errors.As(err, &claimed) {
+			return err
+		}
+		// A customer logged in before the cart: the context will be theirs.
+		if err := s.checkSaasToken(c, t, claimed.Stored); err != nil {
+			return err
+		}
+		return badRequest("customerId must name the customer the session belongs to")
 	}
 	return c.NoContent(http.StatusNoContent)
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-
-	"github.com/google/uuid"
 )
 
 // AccessKind says whose token makes a request.
@@ -64,16 +62,21 @@ type Edit struct {
 	DeleteAttribute string
 }
 
+// CustomerError reports an upsert of a session that a customer's login
+// already claims: the caller must prove it acts for that customer.
+type CustomerError struct{ Stored string }
+
+func (e *CustomerError) Error() string { return "the session belongs to a customer" }
+
 // Upsert asks Edit to create a missing context.
 type Upsert struct{ CustomerID string }
 
 // Edit applies an edit atomically, stamped with the server's time, and
-// returns the new version. Errors: ErrNotFound, ErrEnded (upsert of an ended
-// session), *VersionConflictError (also when the customer is not the one
-// expected), ErrNoAttribute, ErrLimit.
+// returns the new version. It is stamped with Redis's clock. Errors:
+// ErrNotFound, ErrEnded (upsert of an ended session), *VersionConflictError
+// (also when the customer is not the one expected), *CustomerError (upsert
+// of a session a customer's login claims), ErrNoAttribute, ErrLimit.
 func (s *Store) Edit(ctx context.Context, t Tenant, sessionID string, e Edit) (int64, error) {
-	now := s.opts.Now()
-	stamp := Stamp{Time: now, ID: "~api." + uuid.NewString()}.String()
 	access := [...]string{AccessService: "any", AccessAnonymous: "anonymous", AccessCustomer: "customer"}[e.Access.Kind]
 	version := ""
 	if e.Version != nil {
@@ -83,13 +86,24 @@ func (s *Store) Edit(ctx context.Context, t Tenant, sessionID string, e Edit) (i
 	if e.ExpectCustomerID != nil {
 		expect, expected = "1", *e.ExpectCustomerID
 	}
-	args := append(s.header(t, now), access, e.Access.CustomerID, version, s.opts.MaxAttributes, s.opts.MaxContextBytes, expect, expected)
-	if e.Upsert != nil {
-		args = append(args, "create", t.AnonymousLifetime.Milliseconds(), stamp, e.Upsert.CustomerID)
+	args := append(s.tenantArgs(t), access, e.Access.CustomerID, version, s.opts.MaxAttributes, s.opts.MaxContextBytes, expect, expected)
+	if u := e.Upsert; u != nil {
+		args = append(args, "create", t.AnonymousLifetime.Milliseconds(), u.CustomerID)
+		if u.CustomerID != "" {
+			// A customer's context joins the customer's index as a login does,
+			// so that the customer's logouts reach it.
+			logouts, err := loginScript.Run(ctx, s.rdb, s.customerKeys(t.Name, u.CustomerID), sessionID, ms(s.opts.Now()), "0").StringSlice()
+			if err != nil {
+				return 0, fmt.Errorf("record customer of session %s: %w", sessionID, err)
+			}
+			for _, lo := range logouts {
+				args = append(args, "lo", u.CustomerID, lo)
+			}
+		}
 	}
 	for _, f := range []Field{FieldSiteCode, FieldCurrency, FieldCartID, FieldTargetLocation, FieldLanguage} {
 		if v, ok := e.Set[f]; ok {
-			args = append(args, "w", string(f), stamp, v)
+			args = append(args, "w", string(f), v)
 		}
 	}
 	if e.ReplaceContext {
@@ -120,6 +134,8 @@ func (s *Store) Edit(ctx context.Context, t Tenant, sessionID string, e Edit) (i
 		return 0, fmt.Errorf("%w: %s", ErrNotFound, sessionID)
 	case "conflict":
 		return 0, &VersionConflictError{Current: r[1].(int64)}
+	case "customer":
+		return 0, &CustomerError{Stored: r[1].(string)}
 	case "noattr":
 		return 0, fmt.Errorf("%w: %s", ErrNoAttribute, e.DeleteAttribute)
 	case "limit":

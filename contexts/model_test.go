@@ -7,38 +7,58 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionctx/sessionctx/contexts"
 	"github.com/sessionctx/sessionctx/events"
 	"github.com/sessionctx/sessionctx/internal/histories"
 	"github.com/sessionctx/sessionctx/internal/modeltest"
 )
 
 // TestStoreMatchesModelInAnyOrder applies random histories in shuffled order
-// with duplicates, from two goroutines, and compares every session with the
-// reference model.
+// with duplicates, from two goroutines, in batches of random sizes, and
+// compares every session with the reference model; once with a customer
+// idle limit.
 func TestStoreMatchesModelInAnyOrder(t *testing.T) {
-	s := modeltest.Seed(t)
-	r := rand.New(rand.NewPCG(s, s>>1))
-	now := time.Now()
-	evs := histories.Generate(r, histories.Config{Tenant: tenant.Name, Sessions: 300, Customers: 40, Start: now.Add(-3 * time.Hour), Span: 3 * time.Hour})
-	deliveries := append([]events.Event{}, evs...)
-	for range len(evs) / 5 {
-		deliveries = append(deliveries, evs[r.IntN(len(evs))])
-	}
-	r.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
-
-	store, _ := newStore(t, now)
-	var wg sync.WaitGroup
-	for half := range 2 {
-		wg.Go(func() {
-			for i := half; i < len(deliveries); i += 2 {
-				if _, err := store.Apply(context.Background(), tenant, deliveries[i]); err != nil {
-					t.Errorf("apply: %v", err)
-					return
-				}
+	idle := tenant
+	idle.CustomerIdleLimit = 45 * time.Minute
+	for _, tn := range []contexts.Tenant{tenant, idle} {
+		t.Run("idle limit "+tn.CustomerIdleLimit.String(), func(t *testing.T) {
+			s := modeltest.Seed(t)
+			r := rand.New(rand.NewPCG(s, s>>1))
+			now := time.Now()
+			evs := histories.Generate(r, histories.Config{Tenant: tn.Name, Sessions: 300, Customers: 40, Start: now.Add(-3 * time.Hour), Span: 3 * time.Hour})
+			deliveries := append([]events.Event{}, evs...)
+			for range len(evs) / 5 {
+				deliveries = append(deliveries, evs[r.IntN(len(evs))])
 			}
+			r.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+			var batches [][]contexts.Item
+			for rest := deliveries; len(rest) > 0; {
+				n := min(1+r.IntN(40), len(rest))
+				var b []contexts.Item
+				for _, e := range rest[:n] {
+					b = append(b, contexts.Item{Tenant: tn, Event: e})
+				}
+				batches, rest = append(batches, b), rest[n:]
+			}
+
+			store, _ := newStore(t, now)
+			var wg sync.WaitGroup
+			for half := range 2 {
+				wg.Go(func() {
+					for i := half; i < len(batches); i += 2 {
+						_, errs := store.ApplyBatch(context.Background(), batches[i])
+						for _, err := range errs {
+							if err != nil {
+								t.Errorf("apply: %v", err)
+								return
+							}
+						}
+					}
+				})
+			}
+			wg.Wait()
+			n := modeltest.Compare(t, store, tn, evs)
+			t.Logf("%d events (%d deliveries in %d batches) over %d sessions match the model", len(evs), len(deliveries), len(batches), n)
 		})
 	}
-	wg.Wait()
-	n := modeltest.Compare(t, store, tenant, evs)
-	t.Logf("%d events (%d deliveries) over %d sessions match the model", len(evs), len(deliveries), n)
 }

@@ -4,6 +4,8 @@
 package contexts
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -99,8 +101,16 @@ func (s Stamp) Less(o Stamp) bool {
 	return s.ID < o.ID
 }
 
-// StampOf returns the stamp of an event.
-func StampOf(e events.Event) Stamp { return Stamp{Time: e.Time, ID: e.ID} }
+// StampOf returns the stamp of an event. An event id that could not stand
+// in a stamp list (spaces, commas, braces) is replaced by a digest of it.
+func StampOf(e events.Event) Stamp {
+	id := e.ID
+	if !events.ValidCustomerID(id) {
+		sum := sha256.Sum256([]byte(id))
+		id = "#" + hex.EncodeToString(sum[:12])
+	}
+	return Stamp{Time: e.Time, ID: id}
+}
 
 // Outcome is the lifecycle state of one session as the ordering guarantee
 // defines it: what the reference model computes and what the store must hold,

@@ -35,6 +35,19 @@ var (
 if ARGV[3] ~= '1' then redis.call('ZADD', KEYS[1], 'NX', 'inf', ARGV[1]) end
 return redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], '+inf', 'LIMIT', 0, 16)`)
 
+	// markScript sets the keep-until time of sessions in a customer's index
+	// (+inf for a live customer session, else when its record goes), drops
+	// the sessions whose record has gone and lets the index expire with its
+	// last session. KEYS: the index. ARGV: now, then score and session pairs.
+	markScript = redis.NewScript(`
+for i = 2, #ARGV, 2 do redis.call('ZADD', KEYS[1], 'XX', ARGV[i], ARGV[i + 1]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if #top == 0 then return 0 end
+if top[2] == 'inf' or top[2] == '+inf' then redis.call('PERSIST', KEYS[1])
+else redis.call('PEXPIREAT', KEYS[1], math.floor(tonumber(top[2]))) end
+return 1`)
+
 	// logoutAllScript records a logout naming no session and returns the
 	// customer's sessions. KEYS: session index, logout set. ARGV: stamp, ms,
 	// now, retention, dry run. The index scores a live session +inf and an ended one
@@ -131,10 +144,10 @@ func (s *Store) customerKeys(tenant, customerID string) []string {
 
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 
-// header returns the arguments every session script starts with.
-func (s *Store) header(t Tenant, now time.Time) []any {
+// tenantArgs are the arguments of the session scripts that the tenant sets.
+func (s *Store) tenantArgs(t Tenant) []any {
 	return []any{
-		ms(now), s.opts.Retention.Milliseconds(), t.CustomerIdleLimit.Milliseconds(),
+		s.opts.Retention.Milliseconds(), t.CustomerIdleLimit.Milliseconds(),
 		t.Site.Code, t.Site.Currency, t.Site.Language, t.Site.HomeBase,
 	}
 }
@@ -234,9 +247,9 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 	}
 	s.exec(ctx, pipe)
 
-	// Ended is final, but an earlier logout may still move the end until the
-	// record goes: the customer's index keeps ended sessions until then.
-	ended := map[int][]redis.Z{}
+	// The customers' indexes learn when each session's record goes: a
+	// logout that arrives before then may still move the session's end.
+	marks := map[int][]any{}
 	for _, c := range calls {
 		r, err := c.cmd.Slice()
 		if err != nil {
@@ -244,24 +257,25 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 			continue
 		}
 		results[c.item].Changed = results[c.item].Changed || r[0].(int64) == 1
-		if e := items[c.item].Event; e.Type == events.CustomerLogout && e.Data.SessionID == "" {
-			if endMs := r[2].(int64); endMs > 0 {
-				keep := max(endMs, now.UnixMilli()) + s.opts.Retention.Milliseconds()
-				ended[c.item] = append(ended[c.item], redis.Z{Score: float64(keep), Member: c.sid})
+		if customer[c.item] != nil {
+			keep := "inf"
+			if expiry := r[2].(int64); expiry > 0 {
+				keep = strconv.FormatInt(expiry, 10)
 			}
+			marks[c.item] = append(marks[c.item], keep, c.sid)
 		}
 	}
-	if len(ended) > 0 && !s.opts.DryRun {
+	if len(marks) > 0 && !s.opts.DryRun {
 		pipe = s.rdb.Pipeline()
-		marks := map[int]*redis.IntCmd{}
-		for i, zs := range ended {
+		cmds := map[int]*redis.Cmd{}
+		for i, args := range marks {
 			keys := s.customerKeys(items[i].Event.Tenant, items[i].Event.Data.CustomerID)
-			marks[i] = pipe.ZAddArgs(ctx, keys[0], redis.ZAddArgs{XX: true, GT: true, Members: zs})
+			cmds[i] = markScript.EvalSha(ctx, pipe, keys[:1], append([]any{ms(now)}, args...)...)
 		}
 		s.exec(ctx, pipe)
-		for i, cmd := range marks {
+		for i, cmd := range cmds {
 			if err := cmd.Err(); err != nil && errs[i] == nil {
-				errs[i] = fmt.Errorf("mark ended sessions of customer %s: %w", items[i].Event.Data.CustomerID, err)
+				errs[i] = fmt.Errorf("index sessions of customer %s: %w", items[i].Event.Data.CustomerID, s.noScript(err))
 			}
 		}
 	}
@@ -297,7 +311,8 @@ func ops(t Tenant, e events.Event, logouts []string) []any {
 // queueApply queues the apply script of one session on pipe. Its answer is
 // {changed, version, end ms of a session that has ended for good, else 0}.
 func (s *Store) queueApply(ctx context.Context, pipe redis.Pipeliner, t Tenant, sessionID string, now time.Time, ops []any) *redis.Cmd {
-	args := append(s.header(t, now), s.dry())
+	args := append([]any{ms(now)}, s.tenantArgs(t)...)
+	args = append(args, s.dry())
 	args = append(args, ops...)
 	return applyScript.EvalSha(ctx, pipe, []string{s.sessionKey(t.Name, sessionID)}, args...)
 }
@@ -315,7 +330,7 @@ func (s *Store) loadScripts(ctx context.Context) error {
 	if s.loaded.Load() {
 		return nil
 	}
-	for _, sc := range []*redis.Script{applyScript, loginScript, logoutAllScript} {
+	for _, sc := range []*redis.Script{applyScript, loginScript, logoutAllScript, markScript} {
 		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
 			return fmt.Errorf("load scripts: %w", err)
 		}

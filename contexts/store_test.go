@@ -266,8 +266,10 @@ func TestVersionCountsVisibleChanges(t *testing.T) {
 func TestEdits(t *testing.T) {
 	ctx := context.Background()
 	one := int64(1)
-	s, _ := newStore(t, at(2))
-	applyAll(t, s, ev(events.CartCreated, 0, events.Data{SessionID: "s", CartID: "cart"}))
+	// Edits are stamped with Redis's clock: this test's events are relative to the real time.
+	now := time.Now()
+	s, _ := newStore(t, now)
+	applyAll(t, s, evAt(events.CartCreated, now.Add(-2*time.Minute), events.Data{SessionID: "s", CartID: "cart"}))
 	v, err := s.Edit(ctx, tenant, "s", contexts.Edit{Version: &one, Set: map[contexts.Field]string{contexts.FieldCurrency: "USD"},
 		ReplaceContext: true, Context: map[string]json.RawMessage{"a": json.RawMessage(`{"x":1.50}`)}})
 	if err != nil || v != 2 {
@@ -277,7 +279,7 @@ func TestEdits(t *testing.T) {
 		t.Fatalf("stale version: err = %v, want conflict", err)
 	}
 	// A login stamped before the edit, delivered after it, does not override the currency.
-	applyAll(t, s, ev(events.CustomerLogin, 1, events.Data{SessionID: "s", CustomerID: "c1", Customer: &events.Profile{PreferredCurrency: "CHF"}}))
+	applyAll(t, s, evAt(events.CustomerLogin, now.Add(-time.Minute), events.Data{SessionID: "s", CustomerID: "c1", Customer: &events.Profile{PreferredCurrency: "CHF"}}))
 	got, err := s.Get(ctx, tenant, "s")
 	if err != nil {
 		t.Fatal(err)
@@ -301,7 +303,7 @@ func TestEdits(t *testing.T) {
 	if _, err := s.Edit(ctx, tenant, "gone", contexts.Edit{Upsert: &contexts.Upsert{}}); err != nil {
 		t.Errorf("upsert: %v", err)
 	}
-	applyAll(t, s, ev(events.CustomerLogout, 1, events.Data{SessionID: "ended", CustomerID: "c1"}))
+	applyAll(t, s, evAt(events.CustomerLogout, now.Add(-time.Minute), events.Data{SessionID: "ended", CustomerID: "c1"}))
 	if _, err := s.Edit(ctx, tenant, "ended", contexts.Edit{Upsert: &contexts.Upsert{}}); !errors.Is(err, contexts.ErrEnded) {
 		t.Errorf("upsert of an ended session: err = %v, want ErrEnded", err)
 	}

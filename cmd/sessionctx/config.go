@@ -105,8 +105,9 @@ func (c *config) bind(fs *pflag.FlagSet, getenv func(string) string) error {
 	return nil
 }
 
-// embedded reports whether a server is missing and runs in-process.
-func (c *config) embedded() bool { return c.NATSURL == "" || c.RedisURL == "" }
+// embedded reports whether both servers run in-process: the zero-setup mode,
+// the only one that may use the development secret.
+func (c *config) embedded() bool { return c.NATSURL == "" && c.RedisURL == "" }
 
 func (c *config) validate() error {
 	switch c.Role {

@@ -3,9 +3,7 @@
 -- language, targetLocation, dry run ('1': compute, write nothing), then operations:
 --   w <field> <stamp> <value> | ca <ms> | cx <ms> | ax <ms> | lx <stamp> | xe <stamp>
 --   li <customer> <stamp> | lo <customer> <stamp>
--- Returns {changed (0/1), version, end ms when the session has ended for
--- good (by a logout, not by an anonymous expiry that an earlier login may
--- still cancel), else 0}.
+-- Returns {changed (0/1), version, the key's expiry (ms, 0 for none)}.
 local key = KEYS[1]
 local now, retention, idle = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local defs = {site = ARGV[4], cur = ARGV[5], lang = ARGV[6], loc = ARGV[7]}
@@ -32,6 +30,5 @@ while i <= #ARGV do
   end
 end
 local facts = changed
-local v = finish(key, s, before, now, retention, idle, defs, dry)
-local e = derive(s)
-return {facts and 1 or 0, v, (e and e ~= s.xe) and stime(e) or 0}
+local v, expiry = finish(key, s, before, now, retention, idle, defs, dry)
+return {facts and 1 or 0, v, expiry}

@@ -2,15 +2,17 @@
 --   cid, site, cur, cart, loc, lang   "<stamp> <value>" (greatest stamp wins)
 --   ca  createdAt ms (earliest cart.created)     cx  cart-based expiry ms (latest)
 --   ax  anonymous token expiry ms (latest)       lc  time of the last write ms
+--   ux  expiry of a context an API upsert created (latest)
 --   lx  earliest logout naming the session (stamp)
 --   xe  earliest anonymous.expired (stamp)
 --   li:<customer>  earliest login as that customer (stamp)
---   lo:<customer>  logouts of that customer naming no session (sorted stamps, comma separated)
+--   lo:<customer>  logouts of that customer naming no session (sorted stamps, comma
+--                  separated): those that can still end the session
 --   a:<name>  attribute, raw JSON (written by the API only)
 -- Derived on every write, for readers: e (end ms), dl (visible until ms), v (version), m (modified ms).
 -- A stamp is "<13 digit ms>|<id>": comparing stamp strings compares stamps.
 local FIELDS = {'cid', 'site', 'cur', 'cart', 'loc', 'lang'}
-local MAX_LOGOUTS = 16
+local MAX_LOGOUTS = 32
 
 local function load(key)
   local flat = redis.call('HGETALL', key)
@@ -107,6 +109,10 @@ local function minstamp(s, k, v)
   if not s[k] or s[k] > v then put(s, k, v) end
 end
 
+-- Keeps a logout of the customer naming no session. Only the first logout
+-- after the session's earliest login as the customer can end it, and that
+-- login can only move earlier: later logouts are dropped, and past the cap
+-- the earliest ones (which only a login earlier still would need).
 local function addlogout(s, customer, stamp)
   local k = 'lo:' .. customer
   local list = {}
@@ -116,12 +122,22 @@ local function addlogout(s, customer, stamp)
   end
   list[#list + 1] = stamp
   table.sort(list)
-  while #list > MAX_LOGOUTS do table.remove(list) end
+  local li = s['li:' .. customer]
+  if li then
+    for j = 1, #list do
+      if list[j] > li then
+        for _ = j + 1, #list do table.remove(list) end
+        break
+      end
+    end
+  end
+  while #list > MAX_LOGOUTS do table.remove(list, 1) end
   put(s, k, table.concat(list, ','))
 end
 
 -- Recomputes the derived fields, bumps the version on a visible change,
--- sets the key's expiry and writes everything that changed (nothing when dry).
+-- sets the key's expiry and writes everything that changed (nothing when
+-- dry). Returns the version and the key's expiry (ms, 0 for none).
 -- The key lives until retention after its deadline, and at least retention
 -- from now, so that a replay of old events cannot let a tombstone vanish
 -- before the events after it arrive.
@@ -138,6 +154,7 @@ local function finish(key, s, before, now, retention, idle, defs, dry)
     if idle > 0 and s.lc then dl = tonumber(s.lc) + idle end
   else
     dl = tonumber(s.ax or s.cx or '')
+    if s.ux and (not dl or tonumber(s.ux) > dl) then dl = tonumber(s.ux) end
   end
   put(s, 'dl', dl and tostring(dl) or nil)
   if not e then
@@ -148,7 +165,10 @@ local function finish(key, s, before, now, retention, idle, defs, dry)
     put(s, 'v', tostring((tonumber(s.v) or 0) + 1))
     put(s, 'm', tostring(now))
   end
-  if dry then return tonumber(s.v) or 0 end
+  -- the key's expiry, 0 for none
+  local expiry = 0
+  if deadline then expiry = math.max(deadline, now) + retention end
+  if dry then return tonumber(s.v) or 0, expiry end
   local set, del = {}, {}
   for k in pairs(dirty) do
     if s[k] then
@@ -161,11 +181,11 @@ local function finish(key, s, before, now, retention, idle, defs, dry)
   if #set > 0 then redis.call('HSET', key, unpack(set)) end
   if #del > 0 then redis.call('HDEL', key, unpack(del)) end
   if #set > 0 then
-    if deadline then
-      redis.call('PEXPIREAT', key, math.max(deadline, now) + retention)
+    if expiry > 0 then
+      redis.call('PEXPIREAT', key, expiry)
     else
       redis.call('PERSIST', key)
     end
   end
-  return tonumber(s.v) or 0
+  return tonumber(s.v) or 0, expiry
 end

@@ -1,45 +1,54 @@
 -- Applies an API edit to a session. KEYS[1]: the session.
--- ARGV: now, retention, idle limit, default site, currency, language,
+-- ARGV: retention, idle limit, default site, currency, language,
 -- targetLocation, access ('any' | 'anonymous' | 'customer'), the token's
 -- customer, expected version ('' for none), max attributes, max context
 -- bytes, whether the stored customer is expected ('1' or '0') and which ('' for
 -- none), then operations:
---   create <lifetime ms> <stamp> <customer or ''> | w <field> <stamp> <value>
+--   create <lifetime ms> <customer or ''> | w <field> <value> | lo <customer> <stamp>
 --   clearattrs | aset <name> <json> | adel <name>
+-- The edit is stamped with Redis's clock, shared by every API replica, and
+-- an id that grows with the version, so that of two edits in one millisecond
+-- the later wins.
 -- Returns {'ok', version} | {'notfound'} | {'ended'} | {'conflict', version}
---       | {'noattr'} | {'limit', 'attributes' | 'context'}.
+--       | {'customer', stored customer} | {'noattr'} | {'limit', 'attributes' | 'context'}.
 local key = KEYS[1]
-local now, retention, idle = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local defs = {site = ARGV[4], cur = ARGV[5], lang = ARGV[6], loc = ARGV[7]}
-local access, customer, expected = ARGV[8], ARGV[9], ARGV[10]
-local maxAttrs, maxBytes = tonumber(ARGV[11]), tonumber(ARGV[12])
-local expectCustomer, expectedCustomer = ARGV[13] == '1', ARGV[14]
+local tm = redis.call('TIME')
+local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+local retention, idle = tonumber(ARGV[1]), tonumber(ARGV[2])
+local defs = {site = ARGV[3], cur = ARGV[4], lang = ARGV[5], loc = ARGV[6]}
+local access, customer, expected = ARGV[7], ARGV[8], ARGV[9]
+local maxAttrs, maxBytes = tonumber(ARGV[10]), tonumber(ARGV[11])
+local expectCustomer, expectedCustomer = ARGV[12] == '1', ARGV[13]
 local s = load(key)
 local before = view(s, defs)
-local i = 15
+local stamp = string.format('%013d|~api.%012d', now, (tonumber(s.v) or 0) + 1)
+local cid = s.cid and select(2, split(s.cid)) or ''
+local i = 14
 local created = false
 if ARGV[i] == 'create' then
   if s.e or (s.ca and not visible(s, now)) then return {'ended'} end
   if not s.ca then
-    local stamp, who = ARGV[i + 2], ARGV[i + 3]
+    local who = ARGV[i + 2]
+    if who == '' then who = cid end
+    -- A customer's pending login makes it the customer's context.
+    if expectCustomer and cid ~= expectedCustomer and cid ~= '' then return {'customer', cid} end
     created = true
-    put(s, 'ca', tostring(stime(stamp)))
+    put(s, 'ca', tostring(now))
     if who ~= '' then
       minstamp(s, 'li:' .. who, stamp)
       write(s, 'cid', stamp, who)
+      cid = who
     else
-      maxnum(s, 'cx', tostring(now + tonumber(ARGV[i + 1])))
-      if s.ax and tonumber(s.ax) <= now then put(s, 'ax', nil) end
+      maxnum(s, 'ux', tostring(now + tonumber(ARGV[i + 1])))
     end
   end
-  i = i + 4
+  i = i + 3
 end
 if not created then
   if not visible(s, now) then
     if s.e then return {'ended'} end
     return {'notfound'}
   end
-  local cid = s.cid and select(2, split(s.cid)) or ''
   if (access == 'anonymous' and cid ~= '') or (access == 'customer' and cid ~= '' and cid ~= customer) then
     return {'notfound'}
   end
@@ -50,7 +59,9 @@ end
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 'w' then
-    write(s, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]); i = i + 4
+    write(s, ARGV[i + 1], stamp, ARGV[i + 2]); i = i + 3
+  elseif op == 'lo' then
+    addlogout(s, ARGV[i + 1], ARGV[i + 2]); i = i + 3
   elseif op == 'clearattrs' then
     for k in pairs(s) do
       if string.sub(k, 1, 2) == 'a:' then put(s, k, nil) end
@@ -74,4 +85,7 @@ for k, v in pairs(s) do
 end
 if n > maxAttrs then return {'limit', 'attributes'} end
 if bytes > maxBytes then return {'limit', 'context'} end
-return {'ok', finish(key, s, before, now, retention, idle, defs, false)}
+-- Attribute edits are changes too, for a customer's idle limit.
+if changed then maxnum(s, 'lc', tostring(now)) end
+local v = finish(key, s, before, now, retention, idle, defs, false)
+return {'ok', v}
