@@ -37,7 +37,8 @@ func (s *eventSource) next(sessions int) []events.Event {
 	})
 	pre := fmt.Sprintf("c%d-", s.chunk)
 	for i := range evs {
-		evs[i].ID = pre + evs[i].ID
+		// Publishers make UUIDs (events.New); ids are stored in stamps.
+		evs[i].ID = s.uuid()
 		if evs[i].Data.SessionID != "" {
 			evs[i].Data.SessionID = pre + evs[i].Data.SessionID
 		}
@@ -47,6 +48,13 @@ func (s *eventSource) next(sessions int) []events.Event {
 	}
 	slices.SortStableFunc(evs, func(a, b events.Event) int { return a.Time.Compare(b.Time) })
 	return evs
+}
+
+// uuid returns a random (version 4 form) UUID from the source's generator,
+// so that runs are reproducible.
+func (s *eventSource) uuid() string {
+	a, b := s.r.Uint64(), s.r.Uint64()
+	return fmt.Sprintf("%08x-%04x-4%03x-%04x-%012x", a>>32, (a>>16)&0xffff, a&0xfff, 0x8000|(b>>48)&0x3fff, b&0xffffffffffff)
 }
 
 // take returns exactly n events of new sessions, in event-time order.

@@ -38,6 +38,7 @@ type options struct {
 	duration    time.Duration
 	warmup      time.Duration
 	clients     int
+	rounds      int
 	sessions    int
 	concurrency int
 	only        map[string]bool
@@ -66,6 +67,7 @@ func parseFlags() (options, error) {
 	fs.IntVar(&o.memEvents, "memory-events", 0, "events for the worker/API memory figure (default 1000000; quick 50000)")
 	fs.DurationVar(&o.duration, "duration", 0, "length of each API load run (default 10s; quick 3s)")
 	fs.IntVar(&o.clients, "clients", 32, "concurrent API clients, each with a keep-alive connection")
+	fs.IntVar(&o.rounds, "rounds", 0, "alternating API/raw rounds per API figure, the median kept (default 3; quick 1)")
 	fs.IntVar(&o.sessions, "sessions", 0, "sessions with contexts for the API figures (default 10000; quick 2000)")
 	fs.IntVar(&o.concurrency, "concurrency", 0, "worker concurrency (default: the worker's own default)")
 	fs.StringVar(&only, "only", "", "comma separated subset of "+strings.Join(phases, ","))
@@ -90,6 +92,7 @@ func parseFlags() (options, error) {
 	def(&o.events, 200_000, 20_000)
 	def(&o.memEvents, 1_000_000, 50_000)
 	def(&o.sessions, 10_000, 2_000)
+	def(&o.rounds, 3, 1)
 	if o.duration <= 0 {
 		o.duration = 10 * time.Second
 		if o.quick {
