@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sessionctx/sessionctx/contexts"
 	"github.com/sessionctx/sessionctx/events"
 )
 
@@ -27,9 +27,6 @@ type ReplayConfig struct {
 	FromTime time.Time
 	// Progress, when set, is called after every batch.
 	Progress func(ReplayProgress)
-	// BatchSize is how many messages are applied (concurrently) before the
-	// next are read; default 512.
-	BatchSize int
 }
 
 // ReplayProgress is the state of a running replay.
@@ -64,9 +61,6 @@ type ReplaySummary struct {
 // and NextSeq to resume from.
 func Replay(ctx context.Context, cfg ReplayConfig) (ReplaySummary, error) {
 	cfg.Streams = cfg.Streams.Defaults()
-	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 16
-	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 512
 	}
@@ -108,34 +102,34 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplaySummary, error) {
 	// The batch in hand is finished even when ctx ends, unless it cannot be.
 	work := context.WithoutCancel(ctx)
 	sessions := map[string]struct{}{}
-	var mu sync.Mutex // guards sum counters and sessions while a batch runs
-	apply := func(m jetstream.Msg, md *jetstream.MsgMetadata) error {
-		for attempt := uint64(1); ; attempt++ {
-			ev, res, err := cfg.process(work, m.Subject(), m.Data(), md.Timestamp)
-			mu.Lock()
-			switch {
-			case isPoison(err):
-				sum.Invalid++
-			case err != nil:
-				mu.Unlock()
-				cfg.Logger.Warn("replay: event failed, retrying", "seq", md.Sequence.Stream, "err", err)
+	// apply applies items, retrying failed ones with backoff until ctx ends.
+	apply := func(items []contexts.Item) error {
+		for attempt := uint64(1); len(items) > 0; attempt++ {
+			results, errs := cfg.Store.ApplyBatch(work, items)
+			var failed []contexts.Item
+			for i, it := range items {
+				switch {
+				case errs[i] != nil:
+					failed = append(failed, it)
+				case results[i].Changed:
+					sum.Applied++
+					if sid := it.Event.Data.SessionID; sid != "" {
+						sessions[it.Event.Tenant+"/"+sid] = struct{}{}
+					}
+				default:
+					sum.Unchanged++
+				}
+			}
+			if items = failed; len(items) > 0 {
+				cfg.Logger.Warn("replay: events failed, retrying", "events", len(items), "err", errs[0])
 				select {
 				case <-ctx.Done():
 					return ctx.Err()
 				case <-time.After(Backoff(attempt)):
 				}
-				continue
-			case res.Changed:
-				sum.Applied++
-				if ev.Data.SessionID != "" {
-					sessions[ev.Tenant+"/"+ev.Data.SessionID] = struct{}{}
-				}
-			default:
-				sum.Unchanged++
 			}
-			mu.Unlock()
-			return nil
 		}
+		return nil
 	}
 
 	for done := false; !done; {
@@ -175,26 +169,16 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplaySummary, error) {
 				break
 			}
 		}
-		// Apply it concurrently: order does not matter to the store.
-		var wg sync.WaitGroup
-		errs := make(chan error, len(batch))
-		next := make(chan int)
-		for range min(cfg.Concurrency, len(batch)) {
-			wg.Go(func() {
-				for i := range next {
-					if err := apply(batch[i], mds[i]); err != nil {
-						errs <- err
-					}
-				}
-			})
+		items := make([]contexts.Item, 0, len(batch))
+		for i, m := range batch {
+			ev, tenant, err := Decode(cfg.Streams, cfg.Tenants, m.Subject(), m.Data(), mds[i].Timestamp)
+			if err != nil {
+				sum.Invalid++
+				continue
+			}
+			items = append(items, contexts.Item{Tenant: tenant, Event: ev})
 		}
-		for i := range batch {
-			next <- i
-		}
-		close(next)
-		wg.Wait()
-		close(errs)
-		if err := <-errs; err != nil {
+		if err := apply(items); err != nil {
 			sum.Interrupted = true
 			break // ctx ended while retrying; this batch is not complete
 		}

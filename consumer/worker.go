@@ -18,9 +18,10 @@ import (
 	"github.com/sessionctx/sessionctx/events"
 )
 
-// Applier applies a validated event to the store.
+// Applier applies validated events to the store, each with its own result
+// and error; *contexts.Store has it.
 type Applier interface {
-	Apply(ctx context.Context, t contexts.Tenant, e events.Event) (contexts.Result, error)
+	ApplyBatch(ctx context.Context, items []contexts.Item) ([]contexts.Result, []error)
 }
 
 // TenantLookup finds a tenant's configuration; it fails with
@@ -44,9 +45,12 @@ type Config struct {
 	Store   Applier
 	Tenants TenantLookup
 	Logger  *slog.Logger
-	// Concurrency is how many messages are applied at once (default 16).
-	// Order does not matter: the store's result is the same in any order.
+	// Concurrency is how many batches are applied at once (default 4), and
+	// BatchSize how many messages a batch holds at most (default 128): a
+	// batch is applied in a few pipelined round trips. Order does not
+	// matter: the store's result is the same in any order.
 	Concurrency int
+	BatchSize   int
 	// ShutdownTimeout bounds how long in-flight work may take after the
 	// context is cancelled (default 10s).
 	ShutdownTimeout time.Duration
@@ -63,7 +67,10 @@ type Worker struct {
 func New(cfg Config) *Worker {
 	cfg.Streams = cfg.Streams.Defaults()
 	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 16
+		cfg.Concurrency = 4
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 128
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
@@ -82,11 +89,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(4 * w.cfg.Concurrency))
+	it, err := cons.Messages(jetstream.PullMaxMessages(2 * w.cfg.Concurrency * w.cfg.BatchSize))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", w.cfg.Streams.Stream, err)
 	}
-	w.cfg.Logger.Info("worker consuming", "stream", w.cfg.Streams.Stream, "consumer", w.cfg.Streams.Durable, "concurrency", w.cfg.Concurrency)
+	w.cfg.Logger.Info("worker consuming", "stream", w.cfg.Streams.Stream, "consumer", w.cfg.Streams.Durable,
+		"concurrency", w.cfg.Concurrency, "batch", w.cfg.BatchSize)
 
 	// In-flight work finishes with a context of its own, so that shutdown
 	// does not abort half-applied messages.
@@ -108,16 +116,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}()
 
-	msgs := make(chan jetstream.Msg)
+	msgs := make(chan jetstream.Msg, w.cfg.BatchSize)
 	var wg sync.WaitGroup
 	for range w.cfg.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for msg := range msgs {
-				w.Handle(work, msg)
+		wg.Go(func() {
+			for batch := nextBatch(msgs, w.cfg.BatchSize); len(batch) > 0; batch = nextBatch(msgs, w.cfg.BatchSize) {
+				w.HandleBatch(work, batch)
 			}
-		}()
+		})
 	}
 	var runErr error
 	for {
@@ -153,63 +159,92 @@ const (
 	Retried      Outcome = "retried"
 )
 
-// Handle applies one message and acknowledges it once Redis has the result.
-// A message that can never be applied goes to the dead-letter stream with
-// the reason and is acknowledged; a passing failure is negatively
-// acknowledged with a backoff, so it is redelivered later.
-func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) Outcome {
-	out, err := w.handle(ctx, msg)
-	if err != nil {
-		delay := Backoff(deliveries(msg))
-		w.cfg.Logger.Warn("event failed, will retry", "subject", msg.Subject(), "retry_in", delay, "err", err)
-		if nerr := msg.NakWithDelay(delay); nerr != nil {
-			w.cfg.Logger.Warn("nak failed", "subject", msg.Subject(), "err", nerr)
+// nextBatch waits for a message, then takes those already waiting, up to
+// size; it returns nil once msgs is closed and empty.
+func nextBatch(msgs <-chan jetstream.Msg, size int) []jetstream.Msg {
+	m, ok := <-msgs
+	if !ok {
+		return nil
+	}
+	batch := []jetstream.Msg{m}
+	for len(batch) < size {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, m)
+		default:
+			return batch
 		}
-		out = Retried
-	} else if aerr := msg.Ack(); aerr != nil {
-		// Applying is idempotent: the redelivery will change nothing.
-		w.cfg.Logger.Warn("ack failed", "subject", msg.Subject(), "err", aerr)
 	}
-	w.cfg.Metrics.count(out)
-	return out
+	return batch
 }
 
-// handle applies msg or dead-letters it; an error means "retry later".
-func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) (Outcome, error) {
-	var received time.Time
-	var seq uint64
-	if md, err := msg.Metadata(); err == nil {
-		received, seq = md.Timestamp, md.Sequence.Stream
-	}
-	_, res, err := w.cfg.process(ctx, msg.Subject(), msg.Data(), received)
-	switch {
-	case isPoison(err):
-		if derr := w.deadLetter(ctx, msg, seq, received, err); derr != nil {
-			return "", derr
+// HandleBatch applies messages and acknowledges each once Redis has its
+// result. A message that can never be applied goes to the dead-letter
+// stream with the reason and is acknowledged; one that fails for a passing
+// reason is negatively acknowledged with a backoff, to be redelivered.
+func (w *Worker) HandleBatch(ctx context.Context, msgs []jetstream.Msg) []Outcome {
+	outcomes := make([]Outcome, len(msgs))
+	items := make([]contexts.Item, 0, len(msgs))
+	pos := make([]int, 0, len(msgs)) // item i is message pos[i]
+	for i, msg := range msgs {
+		var received time.Time
+		var seq uint64
+		if md, err := msg.Metadata(); err == nil {
+			received, seq = md.Timestamp, md.Sequence.Stream
 		}
-		return DeadLettered, nil
-	case err != nil:
-		return "", err
-	case !res.Changed:
-		return Duplicate, nil
+		ev, tenant, err := Decode(w.cfg.Streams, w.cfg.Tenants, msg.Subject(), msg.Data(), received)
+		if err != nil {
+			if derr := w.deadLetter(ctx, msg, seq, received, err); derr != nil {
+				w.retry(msg, derr)
+				outcomes[i] = Retried
+			} else {
+				outcomes[i] = DeadLettered
+			}
+			continue
+		}
+		items = append(items, contexts.Item{Tenant: tenant, Event: ev})
+		pos = append(pos, i)
 	}
-	return Applied, nil
+	if len(items) > 0 {
+		results, errs := w.cfg.Store.ApplyBatch(ctx, items)
+		for j, i := range pos {
+			switch {
+			case errs[j] != nil:
+				w.retry(msgs[i], errs[j])
+				outcomes[i] = Retried
+			case results[j].Changed:
+				outcomes[i] = Applied
+			default:
+				outcomes[i] = Duplicate
+			}
+		}
+	}
+	for i, msg := range msgs {
+		if outcomes[i] == Retried {
+			continue
+		}
+		if err := msg.Ack(); err != nil {
+			// Applying is idempotent: the redelivery will change nothing.
+			w.cfg.Logger.Warn("ack failed", "subject", msg.Subject(), "err", err)
+		}
+	}
+	for _, o := range outcomes {
+		w.cfg.Metrics.count(o)
+	}
+	return outcomes
 }
 
-// isPoison reports whether err means the message can never be applied.
-func isPoison(err error) bool {
-	return errors.Is(err, events.ErrInvalid) || errors.Is(err, contexts.ErrUnknownTenant)
-}
-
-// process decodes a message body and applies the event. Poison errors wrap
-// events.ErrInvalid or contexts.ErrUnknownTenant; other errors are passing.
-func (cfg *Config) process(ctx context.Context, subject string, body []byte, received time.Time) (events.Event, contexts.Result, error) {
-	ev, tenant, err := Decode(cfg.Streams, cfg.Tenants, subject, body, received)
-	if err != nil {
-		return events.Event{}, contexts.Result{}, err
+// retry asks for a redelivery of msg after a backoff that grows with its
+// deliveries.
+func (w *Worker) retry(msg jetstream.Msg, cause error) {
+	delay := Backoff(deliveries(msg))
+	w.cfg.Logger.Warn("event failed, will retry", "subject", msg.Subject(), "retry_in", delay, "err", cause)
+	if err := msg.NakWithDelay(delay); err != nil {
+		w.cfg.Logger.Warn("nak failed", "subject", msg.Subject(), "err", err)
 	}
-	res, err := cfg.Store.Apply(ctx, tenant, ev)
-	return ev, res, err
 }
 
 // Decode validates a message of the event stream as the worker does: the

@@ -43,17 +43,29 @@ func (f *flakyStore) roll() bool {
 	return f.r.Float64() < f.p
 }
 
-func (f *flakyStore) Apply(ctx context.Context, t contexts.Tenant, e events.Event) (contexts.Result, error) {
-	if f.roll() {
-		f.fails.Add(1)
-		return contexts.Result{}, errInjected
+// ApplyBatch fails some items before applying them and some after.
+func (f *flakyStore) ApplyBatch(ctx context.Context, items []contexts.Item) ([]contexts.Result, []error) {
+	results := make([]contexts.Result, len(items))
+	errs := make([]error, len(items))
+	var apply []contexts.Item
+	var pos []int
+	for i, it := range items {
+		if f.roll() {
+			f.fails.Add(1)
+			errs[i] = errInjected
+			continue
+		}
+		apply, pos = append(apply, it), append(pos, i)
 	}
-	res, err := f.store.Apply(ctx, t, e)
-	if err == nil && f.roll() {
-		f.fails.Add(1)
-		return contexts.Result{}, errInjected
+	res, applyErrs := f.store.ApplyBatch(ctx, apply)
+	for j, i := range pos {
+		results[i], errs[i] = res[j], applyErrs[j]
+		if errs[i] == nil && f.roll() {
+			f.fails.Add(1)
+			errs[i] = errInjected
+		}
 	}
-	return res, err
+	return results, errs
 }
 
 type rig struct {
@@ -76,7 +88,7 @@ func (r rig) startWorker(t *testing.T, store consumer.Applier) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	w := consumer.New(consumer.Config{JS: r.nats.JS, Streams: r.streams, Store: store, Tenants: tenants,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})), Concurrency: 4})
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})), Concurrency: 2, BatchSize: 32})
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	t.Cleanup(func() {

@@ -26,7 +26,7 @@ type replayFlags struct {
 	dryRun      bool
 	rebuild     bool
 	resume      bool
-	concurrency int
+	batch       int
 }
 
 func replayCommand(cfg *config, stdout, stderr io.Writer) *cobra.Command {
@@ -56,7 +56,7 @@ func replayCommand(cfg *config, stdout, stderr io.Writer) *cobra.Command {
 	fl.BoolVar(&f.dryRun, "dry-run", false, "report what would change; write nothing")
 	fl.BoolVar(&f.rebuild, "rebuild", false, "fill an empty Redis; refuse one that holds contexts")
 	fl.BoolVar(&f.resume, "resume", false, "continue an interrupted replay from its checkpoint")
-	fl.IntVar(&f.concurrency, "concurrency", 32, "events applied at once")
+	fl.IntVar(&f.batch, "batch", 512, "events applied per batch (a few pipelined round trips)")
 	return cmd
 }
 
@@ -104,7 +104,7 @@ func replay(ctx context.Context, cfg *config, f replayFlags, stdout, stderr io.W
 	progress := newProgress(stderr, log)
 	sum, err := consumer.Replay(ctx, consumer.ReplayConfig{
 		Config: consumer.Config{JS: svc.js, Streams: svc.streams, Store: store, Tenants: svc.tenants,
-			Logger: log, Concurrency: f.concurrency},
+			Logger: log, BatchSize: f.batch},
 		Tenant: f.tenant, FromSeq: f.fromSeq, FromTime: fromTime,
 		Progress: func(p consumer.ReplayProgress) {
 			progress.update(p)

@@ -75,7 +75,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 		running++
 		w := consumer.New(consumer.Config{
 			JS: svc.js, Streams: svc.streams, Store: svc.store, Tenants: svc.tenants, Logger: log,
-			Concurrency: cfg.Concurrency, ShutdownTimeout: cfg.ShutdownTimeout, Metrics: consumer.NewMetrics(reg),
+			Concurrency: cfg.Concurrency, BatchSize: cfg.BatchSize, ShutdownTimeout: cfg.ShutdownTimeout, Metrics: consumer.NewMetrics(reg),
 		})
 		go func() { errs <- w.Run(workerCtx) }()
 	}
