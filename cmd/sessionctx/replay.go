@@ -20,13 +20,13 @@ import (
 )
 
 type replayFlags struct {
-	fromSeq     uint64
-	fromTime    string
-	tenant      string
-	dryRun      bool
-	rebuild     bool
-	resume      bool
-	batch       int
+	fromSeq  uint64
+	fromTime string
+	tenant   string
+	dryRun   bool
+	rebuild  bool
+	resume   bool
+	batch    int
 }
 
 func replayCommand(cfg *config, stdout, stderr io.Writer) *cobra.Command {
