@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -318,7 +319,16 @@ func TestDryRunWritesNothing(t *testing.T) {
 	login := evAt(events.CustomerLogin, time.Now(), events.Data{SessionID: "s", CustomerID: "c1"})
 	logout := evAt(events.CustomerLogout, time.Now().Add(time.Second), events.Data{CustomerID: "c1"})
 	applyAll(t, live, cart)
-	keysBefore, _ := env.Client.Keys(ctx, env.Prefix+"*").Result()
+	dump := func() string { // every key with its contents and TTL
+		keys, _ := env.Client.Keys(ctx, env.Prefix+"*").Result()
+		slices.Sort(keys)
+		out := ""
+		for _, k := range keys {
+			out += fmt.Sprintln(k, env.Client.Dump(ctx, k).Val(), env.Client.PTTL(ctx, k).Val().Round(time.Minute))
+		}
+		return out
+	}
+	before := dump()
 	for _, tc := range []struct {
 		e           events.Event
 		wantChanged bool
@@ -331,9 +341,8 @@ func TestDryRunWritesNothing(t *testing.T) {
 			t.Errorf("dry %s: changed = %v, want %v", tc.e.Type, res.Changed, tc.wantChanged)
 		}
 	}
-	keysAfter, _ := env.Client.Keys(ctx, env.Prefix+"*").Result()
-	if len(keysAfter) != len(keysBefore) {
-		t.Errorf("dry run changed the keys: %v -> %v", keysBefore, keysAfter)
+	if after := dump(); after != before {
+		t.Errorf("dry run changed Redis:\n%s\n->\n%s", before, after)
 	}
 	if got, err := live.Get(ctx, tenant, "s"); err != nil || got.CustomerID != "" || got.Metadata.Version != 1 {
 		t.Errorf("dry run changed the session: %+v, %v", got, err)
