@@ -197,7 +197,7 @@ func (w *cpuWindow) end(ctx context.Context) string {
 func (b *bench) waitQuiet(ctx context.Context, what string) {
 	maxWait := 30 * time.Second
 	if b.opts.quick {
-		maxWait = 3 * time.Second
+		maxWait = time.Second
 	}
 	deadline := time.Now().Add(maxWait)
 	busy := 0.0
