@@ -6,6 +6,7 @@
 -- Returns {changed (0/1), version, the key's expiry (ms, 0 for none)}.
 local key = KEYS[1]
 local now, retention, idle = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+track_changes = idle > 0
 local defs = {site = ARGV[4], cur = ARGV[5], lang = ARGV[6], loc = ARGV[7]}
 local s = load(key)
 local before = view(s, defs)

@@ -10,7 +10,10 @@
 --                  separated): those that can still end the session
 --   a:<name>  attribute, raw JSON (written by the API only)
 -- Derived on every write, for readers: e (end ms), dl (visible until ms), v (version), m (modified ms).
--- A stamp is "<13 digit ms>|<id>": comparing stamp strings compares stamps.
+-- A stamp is 9 base-36 digits of Unix ms and an id (a digest of the event id,
+-- or '~' and the version for an API edit): comparing stamp strings compares
+-- stamps. Stamps and values stay short so that Redis keeps a session as a
+-- compact listpack.
 local FIELDS = {'cid', 'site', 'cur', 'cart', 'loc', 'lang'}
 local MAX_LOGOUTS = 32
 
@@ -21,7 +24,22 @@ local function load(key)
   return s
 end
 
-local function stime(st) return tonumber(string.sub(st, 1, 13)) end
+local function stime(st) return tonumber(string.sub(st, 1, 9), 36) end
+
+local B36 = '0123456789abcdefghijklmnopqrstuvwxyz'
+local function b36time(ms)
+  local out = {}
+  for i = 9, 1, -1 do
+    local d = ms % 36
+    out[i] = string.sub(B36, d + 1, d + 1)
+    ms = (ms - d) / 36
+  end
+  return table.concat(out)
+end
+
+-- Whether to keep lc, the time of the last change: only a tenant with a
+-- customer idle limit needs it. Each script sets it from its arguments.
+local track_changes = false
 
 local function split(v)
   local sp = string.find(v, ' ', 1, true)
@@ -94,7 +112,7 @@ local function write(s, f, stamp, value)
   if cur and split(cur) >= stamp then return end
   put(s, f, stamp .. ' ' .. value)
   local t = stime(stamp)
-  if not s.lc or tonumber(s.lc) < t then put(s, 'lc', tostring(t)) end
+  if track_changes and (not s.lc or tonumber(s.lc) < t) then put(s, 'lc', tostring(t)) end
 end
 
 local function maxnum(s, k, v)
