@@ -32,7 +32,7 @@ var (
 	// KEYS: the customer's session index and logout set. ARGV: session,
 	// login ms, dry run.
 	loginScript = redis.NewScript(`
-if ARGV[3] ~= '1' then redis.call('ZADD', KEYS[1], 'NX', 'inf', ARGV[1]) end
+if ARGV[3] ~= '1' then redis.call('ZADD', KEYS[1], 'inf', ARGV[1]) end
 return redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], '+inf', 'LIMIT', 0, 16)`)
 
 	// markScript sets the keep-until time of sessions in a customer's index
@@ -257,9 +257,12 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 			continue
 		}
 		results[c.item].Changed = results[c.item].Changed || r[0].(int64) == 1
-		if customer[c.item] != nil {
+		// A login has just indexed its session as live (+inf): only a
+		// session that is not needs marking.
+		expiry := r[2].(int64)
+		if customer[c.item] != nil && (expiry > 0 || items[c.item].Event.Type == events.CustomerLogout) {
 			keep := "inf"
-			if expiry := r[2].(int64); expiry > 0 {
+			if expiry > 0 {
 				keep = strconv.FormatInt(expiry, 10)
 			}
 			marks[c.item] = append(marks[c.item], keep, c.sid)

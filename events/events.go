@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -41,23 +40,49 @@ func (t Type) Known() bool {
 // receive time before the event is refused.
 const MaxFutureSkew = 5 * time.Minute
 
-var (
-	tenantPattern    = regexp.MustCompile(`^[a-z][a-z0-9]{2,15}$`)
-	sessionIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
-	// Customer ids end up in Redis keys and hash fields: printable ASCII
-	// without spaces, braces or commas.
-	idPattern = regexp.MustCompile(`^[!-+\--z|~]{1,128}$`)
-)
+// ValidTenant reports whether name is a well-formed tenant name:
+// ^[a-z][a-z0-9]+$, 3 to 16 characters.
+func ValidTenant(name string) bool {
+	if len(name) < 3 || len(name) > 16 || name[0] < 'a' || name[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(name); i++ {
+		if c := name[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
 
-// ValidTenant reports whether name is a well-formed tenant name.
-func ValidTenant(name string) bool { return tenantPattern.MatchString(name) }
+// ValidSessionID reports whether id is a well-formed session id:
+// ^[A-Za-z0-9._-]{1,128}$ (braces would break Redis hash tags).
+func ValidSessionID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '.' && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
 
-// ValidSessionID reports whether id is a well-formed session id.
-func ValidSessionID(id string) bool { return sessionIDPattern.MatchString(id) }
-
-// ValidCustomerID reports whether id is a well-formed customer id.
-// Event ids that match it are also used as they are in stamps.
-func ValidCustomerID(id string) bool { return idPattern.MatchString(id) }
+// ValidCustomerID reports whether id is a well-formed customer id: 1 to 128
+// printable ASCII characters without spaces, braces or commas, since it
+// names Redis keys and hash fields.
+func ValidCustomerID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c > '~' || c == '{' || c == '}' || c == ',' {
+			return false
+		}
+	}
+	return true
+}
 
 // ErrInvalid marks an event that can never be applied. Errors wrapping it
 // name what is wrong; such messages belong in the dead-letter stream.
@@ -105,14 +130,14 @@ func (e Event) Subject() string { return string(e.Type) + "." + e.Tenant }
 
 // envelope is the CloudEvents 1.0 structured JSON form.
 type envelope struct {
-	SpecVersion     string          `json:"specversion"`
-	ID              string          `json:"id"`
-	Source          string          `json:"source"`
-	Type            Type            `json:"type"`
-	Time            string          `json:"time,omitempty"`
-	Tenant          string          `json:"tenant"`
-	DataContentType string          `json:"datacontenttype,omitempty"`
-	Data            json.RawMessage `json:"data"`
+	SpecVersion     string `json:"specversion"`
+	ID              string `json:"id"`
+	Source          string `json:"source"`
+	Type            Type   `json:"type"`
+	Time            string `json:"time,omitempty"`
+	Tenant          string `json:"tenant"`
+	DataContentType string `json:"datacontenttype,omitempty"`
+	Data            *Data  `json:"data"`
 }
 
 // TimeFormat is how times are written: RFC 3339, UTC, milliseconds.
@@ -120,13 +145,9 @@ const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
 
 // Encode returns the CloudEvents structured JSON form of e.
 func Encode(e Event) ([]byte, error) {
-	data, err := json.Marshal(e.Data)
-	if err != nil {
-		return nil, fmt.Errorf("encode event data: %w", err)
-	}
 	env := envelope{
 		SpecVersion: "1.0", ID: e.ID, Source: e.Source, Type: e.Type, Tenant: e.Tenant,
-		DataContentType: "application/json", Data: data,
+		DataContentType: "application/json", Data: &e.Data,
 	}
 	if !e.Time.IsZero() {
 		env.Time = e.Time.UTC().Format(TimeFormat)
@@ -141,6 +162,10 @@ func Encode(e Event) ([]byte, error) {
 func Decode(body []byte, subject string, received time.Time) (Event, error) {
 	var env envelope
 	if err := json.Unmarshal(body, &env); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return Event{}, invalid("%s must be a %s, not a JSON %s", typeErr.Field, typeErr.Type, typeErr.Value)
+		}
 		return Event{}, invalid("body is not a JSON CloudEvent: %v", err)
 	}
 	if env.SpecVersion != "1.0" {
@@ -185,12 +210,10 @@ func Decode(body []byte, subject string, received time.Time) (Event, error) {
 		return Event{}, invalid("time %s is more than %s ahead of the stream's receive time %s",
 			ev.Time.Format(TimeFormat), MaxFutureSkew, received.UTC().Format(TimeFormat))
 	}
-	if len(env.Data) == 0 || string(env.Data) == "null" {
+	if env.Data == nil {
 		return Event{}, invalid("data is missing")
 	}
-	if err := json.Unmarshal(env.Data, &ev.Data); err != nil {
-		return Event{}, invalid("data: %v", err)
-	}
+	ev.Data = *env.Data
 	if err := ev.validate(); err != nil {
 		return Event{}, err
 	}

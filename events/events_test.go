@@ -58,7 +58,8 @@ func TestDecode(t *testing.T) {
 		{name: "time far ahead", body: `{"specversion":"1.0","id":"x","type":"cart.created","tenant":"acme","time":"2026-12-03T10:21:00Z","data":{"sessionId":"s","cartId":"c"}}`, want: "ahead of the stream"},
 		{name: "time slightly ahead is fine", body: `{"specversion":"1.0","id":"x","type":"cart.created","tenant":"acme","time":"2026-12-03T10:19:00Z","data":{"sessionId":"s","cartId":"c"}}`},
 		{name: "missing data", body: `{"specversion":"1.0","id":"x","type":"cart.created","tenant":"acme"}`, want: "data is missing"},
-		{name: "data of the wrong shape", body: `{"specversion":"1.0","id":"x","type":"cart.created","tenant":"acme","data":{"sessionId":5}}`, want: "data:"},
+		{name: "data of the wrong shape", body: `{"specversion":"1.0","id":"x","type":"cart.created","tenant":"acme","data":{"sessionId":5}}`, want: "data.sessionId must be a string, not a JSON number"},
+		{name: "tenant of the wrong type", body: `{"specversion":"1.0","id":"x","type":"cart.created","tenant":7,"data":{}}`, want: "tenant must be a string"},
 		{name: "missing session", body: `{"specversion":"1.0","id":"x","type":"cart.created","tenant":"acme","data":{"cartId":"c"}}`, want: "data.sessionId is required"},
 		{name: "session id with braces", body: `{"specversion":"1.0","id":"x","type":"cart.created","tenant":"acme","data":{"sessionId":"{s}","cartId":"c"}}`, want: "data.sessionId \"{s}\""},
 		{name: "missing cart", body: `{"specversion":"1.0","id":"x","type":"cart.created","tenant":"acme","data":{"sessionId":"s"}}`, want: "data.cartId is required"},
@@ -100,4 +101,32 @@ func TestEncodeRoundTrip(t *testing.T) {
 	if out.ID != in.ID || out.Type != in.Type || !out.Time.Equal(in.Time) || out.Data.Customer.PreferredCurrency != "CHF" || !out.Data.ExpiresAt.Equal(exp) {
 		t.Errorf("round trip: got %+v from %s", out, body)
 	}
+}
+
+// FuzzDecode: Decode never panics, and whatever it accepts encodes back to
+// an event it accepts again, unchanged.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"specversion":"1.0","id":"x","type":"cart.created","tenant":"acme","time":"2026-12-03T10:15:00Z","data":{"sessionId":"s","cartId":"c"}}`), "cart.created.acme")
+	f.Add([]byte(`{"specversion":"1.0","id":"y","type":"customer.logout","tenant":"acme","data":{"customerId":"c"}}`), "")
+	f.Add([]byte(`{`), "x")
+	f.Fuzz(func(t *testing.T, body []byte, subject string) {
+		e, err := events.Decode(body, subject, received)
+		if err != nil {
+			if !errors.Is(err, events.ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		again, err := events.Encode(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e2, err := events.Decode(again, e.Subject(), received)
+		if err != nil {
+			t.Fatalf("re-encoded event refused: %v\n%s", err, again)
+		}
+		if e2.ID != e.ID || !e2.Time.Equal(e.Time) || e2.Data.SessionID != e.Data.SessionID || e2.Type != e.Type {
+			t.Fatalf("round trip changed the event: %+v -> %+v", e, e2)
+		}
+	})
 }

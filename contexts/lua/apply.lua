@@ -7,9 +7,9 @@
 local key = KEYS[1]
 local now, retention, idle = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 track_changes = idle > 0
-local defs = {site = ARGV[4], cur = ARGV[5], lang = ARGV[6], loc = ARGV[7]}
+DEFS = {site = ARGV[4], cur = ARGV[5], lang = ARGV[6], loc = ARGV[7]}
 local s = load(key)
-local before = view(s, defs)
+local before = shown(s)
 local dry = ARGV[8] == '1'
 local i = 9
 while i <= #ARGV do
@@ -31,5 +31,5 @@ while i <= #ARGV do
   end
 end
 local facts = changed
-local v, expiry = finish(key, s, before, now, retention, idle, defs, dry)
+local v, expiry = finish(key, s, before, now, retention, idle, dry)
 return {facts and 1 or 0, v, expiry}

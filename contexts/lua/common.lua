@@ -67,49 +67,40 @@ local function derive(s)
   return e, minli
 end
 
--- what a reader sees, as one string; '' when there is no visible context
-local function view(s, defs)
-  if not s.ca or s.e then return '' end
-  local parts = {}
-  for i, f in ipairs(FIELDS) do
-    local v = s[f]
-    if v then
-      local _, val = split(v)
-      parts[i] = val
-    else
-      parts[i] = defs[f] or ''
-    end
-  end
-  local names = {}
-  for k in pairs(s) do
-    if string.sub(k, 1, 2) == 'a:' then names[#names + 1] = k end
-  end
-  table.sort(names)
-  for _, k in ipairs(names) do
-    parts[#parts + 1] = k
-    parts[#parts + 1] = s[k]
-  end
-  return table.concat(parts, '\0')
+-- The tenant's default of each field; each script sets them from its arguments.
+local DEFS = {}
+
+-- whether a context is shown, its lapse aside
+local function shown(s)
+  return s.ca ~= nil and not s.e
 end
 
 local function visible(s, now)
   return s.ca and not s.e and (not s.dl or tonumber(s.dl) > now)
 end
 
--- Pending changes of one script run, written at the end in one HSET/HDEL.
+-- Pending changes of one script run, written at the end in one HSET/HDEL;
+-- changed: any fact changed; seen: a value a reader sees changed.
 local dirty = {}
-local changed = false
+local changed, seen = false, false
 local function put(s, k, v)
   if s[k] ~= v then
     s[k] = v
     dirty[k] = true
     changed = true
+    if string.sub(k, 1, 2) == 'a:' then seen = true end
   end
 end
 
 local function write(s, f, stamp, value)
   local cur = s[f]
-  if cur and split(cur) >= stamp then return end
+  local shownBefore = DEFS[f] or ''
+  if cur then
+    local st, val = split(cur)
+    if st >= stamp then return end
+    shownBefore = val
+  end
+  if value ~= shownBefore then seen = true end
   put(s, f, stamp .. ' ' .. value)
   local t = stime(stamp)
   if track_changes and (not s.lc or tonumber(s.lc) < t) then put(s, 'lc', tostring(t)) end
@@ -153,13 +144,14 @@ local function addlogout(s, customer, stamp)
   put(s, k, table.concat(list, ','))
 end
 
--- Recomputes the derived fields, bumps the version on a visible change,
+-- Recomputes the derived fields, bumps the version on a visible change
+-- (before: whether the context was shown when the script started),
 -- sets the key's expiry and writes everything that changed (nothing when
 -- dry). Returns the version and the key's expiry (ms, 0 for none).
 -- The key lives until retention after its deadline, and at least retention
 -- from now, so that a replay of old events cannot let a tombstone vanish
 -- before the events after it arrive.
-local function finish(key, s, before, now, retention, idle, defs, dry)
+local function finish(key, s, before, now, retention, idle, dry)
   local e, minli = derive(s)
   local dl, deadline
   if e then
@@ -178,8 +170,7 @@ local function finish(key, s, before, now, retention, idle, defs, dry)
   if not e then
     if minli then deadline = dl else deadline = dl or now end
   end
-  local after = view(s, defs)
-  if after ~= '' and after ~= before then
+  if shown(s) and (not before or seen) then
     put(s, 'v', tostring((tonumber(s.v) or 0) + 1))
     put(s, 'm', tostring(now))
   end

@@ -16,12 +16,12 @@ local tm = redis.call('TIME')
 local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
 local retention, idle = tonumber(ARGV[1]), tonumber(ARGV[2])
 track_changes = idle > 0
-local defs = {site = ARGV[3], cur = ARGV[4], lang = ARGV[5], loc = ARGV[6]}
+DEFS = {site = ARGV[3], cur = ARGV[4], lang = ARGV[5], loc = ARGV[6]}
 local access, customer, expected = ARGV[7], ARGV[8], ARGV[9]
 local maxAttrs, maxBytes = tonumber(ARGV[10]), tonumber(ARGV[11])
 local expectCustomer, expectedCustomer = ARGV[12] == '1', ARGV[13]
 local s = load(key)
-local before = view(s, defs)
+local before = shown(s)
 local stamp = b36time(now) .. string.format('~%012d', (tonumber(s.v) or 0) + 1)
 local cid = s.cid and select(2, split(s.cid)) or ''
 local i = 14
@@ -88,5 +88,5 @@ if n > maxAttrs then return {'limit', 'attributes'} end
 if bytes > maxBytes then return {'limit', 'context'} end
 -- Attribute edits are changes too, for a customer's idle limit.
 if changed and track_changes then maxnum(s, 'lc', tostring(now)) end
-local v = finish(key, s, before, now, retention, idle, defs, false)
+local v = finish(key, s, before, now, retention, idle, false)
 return {'ok', v}
