@@ -9,6 +9,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -73,6 +74,14 @@ type Config struct {
 	Leeway time.Duration
 	// HTTPClient fetches a JWKS URL; http.DefaultClient when nil.
 	HTTPClient *http.Client
+	// CacheSize is how many verified tokens are remembered, so that a token
+	// presented again is not parsed and its signature not checked again
+	// (DefaultCacheSize when zero; negative disables the cache). A remembered
+	// token's exp is still checked on every use, but it is not checked
+	// against the keys again for up to MaxCacheAge: a token signed by a key
+	// removed from the JWKS is accepted for at most that long after the
+	// verifier last saw it verified.
+	CacheSize int
 }
 
 // Verifier checks tokens. It is safe for concurrent use.
@@ -80,6 +89,9 @@ type Verifier struct {
 	secret []byte
 	jwks   keyfunc.Keyfunc
 	parser *jwt.Parser
+	leeway time.Duration
+	cache  *cache // nil: disabled
+	now    func() time.Time
 }
 
 // NewVerifier returns a verifier for cfg. ctx bounds the background refresh
@@ -88,7 +100,10 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 	if len(cfg.Secret) == 0 && cfg.JWKS == "" {
 		return nil, errors.New("auth: a JWT secret or a JWKS is required")
 	}
-	v := &Verifier{secret: cfg.Secret}
+	v := &Verifier{secret: cfg.Secret, leeway: max(cfg.Leeway, 0), now: time.Now}
+	if cfg.CacheSize >= 0 {
+		v.cache = newCache(cmp.Or(cfg.CacheSize, DefaultCacheSize))
+	}
 	var methods []string
 	if len(cfg.Secret) > 0 {
 		methods = append(methods, jwt.SigningMethodHS256.Alg())
@@ -101,7 +116,10 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 		v.jwks = kf
 		methods = append(methods, jwt.SigningMethodRS256.Alg(), jwt.SigningMethodES256.Alg())
 	}
-	opts := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithExpirationRequired(), jwt.WithIssuedAt()}
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(methods), jwt.WithExpirationRequired(), jwt.WithIssuedAt(),
+		jwt.WithTimeFunc(func() time.Time { return v.now() }),
+	}
 	if cfg.Issuer != "" {
 		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
 	}
@@ -178,7 +196,36 @@ func (s scopeList) MarshalJSON() ([]byte, error) { return json.Marshal(strings.J
 // Verify checks a token's signature, algorithm, expiry and the configured
 // issuer and audience, and returns its claims. Every error wraps
 // ErrInvalidToken.
+//
+// A verified token is remembered (see Config.CacheSize) for at most
+// MaxCacheAge: presented again, only its expiry is checked. Refused tokens
+// are never remembered. The returned Scopes may be shared between calls:
+// callers must not modify its elements.
 func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
+	if v.cache == nil {
+		return v.verify(ctx, token)
+	}
+	now := v.now()
+	// An entry lasts no longer than the token's exp; checking it again here
+	// keeps an expired token refused whatever the cache does. A token found
+	// expired is verified in full, to be refused as it always is.
+	if c, ok := v.cache.get(token, now); ok && now.Before(c.ExpiresAt.Add(v.leeway)) {
+		return c, nil
+	}
+	c, err := v.verify(ctx, token)
+	if err != nil {
+		return Claims{}, err
+	}
+	until := now.Add(MaxCacheAge)
+	if exp := c.ExpiresAt.Add(v.leeway); exp.Before(until) {
+		until = exp
+	}
+	v.cache.put(token, c, until)
+	return c, nil
+}
+
+// verify is Verify without the cache.
+func (v *Verifier) verify(ctx context.Context, token string) (Claims, error) {
 	var tc tokenClaims
 	_, err := v.parser.ParseWithClaims(token, &tc, func(t *jwt.Token) (any, error) {
 		switch t.Method.Alg() {
@@ -215,6 +262,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 			return Claims{}, fmt.Errorf("%w: scope names tenant %q but the token is for tenant %q", ErrInvalidToken, name, c.Tenant)
 		}
 	}
+	c.Scopes = slices.Clip(c.Scopes) // an append by a caller must not write into a cached entry
 	return c, nil
 }
 
