@@ -97,7 +97,6 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplaySummary, error) {
 	if err != nil {
 		return sum, fmt.Errorf("read stream %s: %w", cfg.Streams.Stream, err)
 	}
-	defer it.Stop()
 
 	// The batch in hand is finished even when ctx ends, unless it cannot be.
 	work := context.WithoutCancel(ctx)
@@ -132,64 +131,91 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplaySummary, error) {
 		return nil
 	}
 
-	for done := false; !done; {
-		// Read a batch: up to BatchSize messages, or until the stream's end
-		// at the replay's start.
-		var batch []jetstream.Msg
-		var mds []*jetstream.MsgMetadata
-		scanned, nextSeq := uint64(0), sum.NextSeq
-		for len(batch) < cfg.BatchSize {
-			m, err := it.Next(jetstream.NextMaxWait(5 * time.Second))
-			if err != nil {
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, nats.ErrTimeout) {
+	// A reader decodes the next batch while the current one is applied.
+	type readBatch struct {
+		items            []contexts.Item
+		read, invalid    int64
+		scanned, nextSeq uint64
+		total            uint64 // what the replay will scan, known from its first message
+		last             bool
+		err              error
+	}
+	batches := make(chan readBatch, 1)
+	stop := make(chan struct{})
+	defer func() {
+		close(stop)
+		it.Stop()
+		for range batches { // let the reader end
+		}
+	}()
+	go func() {
+		defer close(batches)
+		nextSeq, total := sum.NextSeq, uint64(0)
+		for done := false; !done; {
+			b := readBatch{nextSeq: nextSeq}
+			for b.read < int64(cfg.BatchSize) {
+				m, err := it.Next(jetstream.NextMaxWait(5 * time.Second))
+				if err != nil {
+					if !errors.Is(err, jetstream.ErrMsgIteratorClosed) && !errors.Is(err, nats.ErrTimeout) {
+						b.err = fmt.Errorf("read stream %s: %w", cfg.Streams.Stream, err)
+					}
 					done = true
 					break
 				}
-				return sum, fmt.Errorf("read stream %s: %w", cfg.Streams.Stream, err)
+				md, err := m.Metadata()
+				if err != nil {
+					b.err, done = fmt.Errorf("message metadata: %w", err), true
+					break
+				}
+				if md.Sequence.Stream > last {
+					done = true
+					break
+				}
+				if total == 0 {
+					total = min(md.NumPending+1, last-md.Sequence.Stream+1)
+				}
+				b.scanned++
+				b.nextSeq = md.Sequence.Stream + 1
+				if wanted(m.Subject()) {
+					b.read++
+					if ev, tenant, err := Decode(cfg.Streams, cfg.Tenants, m.Subject(), m.Data(), md.Timestamp); err != nil {
+						b.invalid++
+					} else {
+						b.items = append(b.items, contexts.Item{Tenant: tenant, Event: ev})
+					}
+				}
+				if md.Sequence.Stream == last || md.NumPending == 0 {
+					done = true
+					break
+				}
 			}
-			md, err := m.Metadata()
-			if err != nil {
-				return sum, fmt.Errorf("message metadata: %w", err)
-			}
-			if md.Sequence.Stream > last {
-				done = true
-				break
-			}
-			if sum.Total == 0 {
-				sum.Total = min(md.NumPending+1, last-md.Sequence.Stream+1)
-			}
-			scanned++
-			nextSeq = md.Sequence.Stream + 1
-			if wanted(m.Subject()) {
-				batch = append(batch, m)
-				mds = append(mds, md)
-			}
-			if md.Sequence.Stream == last || md.NumPending == 0 {
-				done = true
-				break
+			b.last, b.total, nextSeq = done, total, b.nextSeq
+			select {
+			case batches <- b:
+			case <-stop:
+				return
 			}
 		}
-		items := make([]contexts.Item, 0, len(batch))
-		for i, m := range batch {
-			ev, tenant, err := Decode(cfg.Streams, cfg.Tenants, m.Subject(), m.Data(), mds[i].Timestamp)
-			if err != nil {
-				sum.Invalid++
-				continue
-			}
-			items = append(items, contexts.Item{Tenant: tenant, Event: ev})
+	}()
+
+	for b := range batches {
+		if b.err != nil {
+			return sum, b.err
 		}
-		if err := apply(items); err != nil {
+		if err := apply(b.items); err != nil {
 			sum.Interrupted = true
 			break // ctx ended while retrying; this batch is not complete
 		}
-		sum.Read += int64(len(batch))
-		sum.Done += scanned
-		sum.NextSeq = nextSeq
+		sum.Total = max(sum.Total, b.total)
+		sum.Read += b.read
+		sum.Invalid += b.invalid
+		sum.Done += b.scanned
+		sum.NextSeq = b.nextSeq
 		sum.Elapsed = time.Since(start)
 		if cfg.Progress != nil {
 			cfg.Progress(sum.ReplayProgress)
 		}
-		if ctx.Err() != nil && !done {
+		if ctx.Err() != nil && !b.last {
 			sum.Interrupted = true
 			break
 		}

@@ -24,6 +24,10 @@ local function load(key)
   return s
 end
 
+-- byte values of 'a', 'l', 'i', ':' for cheap prefix checks of field names
+local A, L, I, COLON = 97, 108, 105, 58
+local function isattr(k) local a, c = string.byte(k, 1, 2); return a == A and c == COLON end
+
 local function stime(st) return tonumber(string.sub(st, 1, 9), 36) end
 
 local B36 = '0123456789abcdefghijklmnopqrstuvwxyz'
@@ -50,7 +54,8 @@ end
 local function derive(s)
   local e, minli = s.lx, nil
   for k, v in pairs(s) do
-    if string.sub(k, 1, 3) == 'li:' then
+    local b1, b2, b3 = string.byte(k, 1, 3)
+    if b1 == L and b2 == I and b3 == COLON then
       if not minli or v < minli then minli = v end
       local lo = s['lo:' .. string.sub(k, 4)]
       if lo then
@@ -88,7 +93,7 @@ local function put(s, k, v)
     s[k] = v
     dirty[k] = true
     changed = true
-    if string.sub(k, 1, 2) == 'a:' then seen = true end
+    if isattr(k) then seen = true end
   end
 end
 

@@ -65,7 +65,7 @@ while i <= #ARGV do
     addlogout(s, ARGV[i + 1], ARGV[i + 2]); i = i + 3
   elseif op == 'clearattrs' then
     for k in pairs(s) do
-      if string.sub(k, 1, 2) == 'a:' then put(s, k, nil) end
+      if isattr(k) then put(s, k, nil) end
     end
     i = i + 1
   elseif op == 'aset' then
@@ -79,7 +79,7 @@ while i <= #ARGV do
 end
 local n, bytes = 0, 0
 for k, v in pairs(s) do
-  if string.sub(k, 1, 2) == 'a:' then
+  if isattr(k) then
     n = n + 1
     bytes = bytes + #k - 2 + #v
   end
