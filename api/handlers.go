@@ -122,7 +122,7 @@ func (s *server) getContext(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, sess)
+	return writeSession(c, sess)
 }
 
 // GET /session-context/:tenant/me/context
@@ -140,7 +140,7 @@ func (s *server) getMyContext(c echo.Context) error {
 	if !access.CanSee(sess) {
 		return contexts.ErrNotFound
 	}
-	return c.JSON(http.StatusOK, sess)
+	return writeSession(c, sess)
 }
 
 // wireField is a context field: its name on the wire and in the store.
