@@ -109,8 +109,39 @@ func appendTime(b []byte, name string, t time.Time) []byte {
 	}
 	b = append(b, name...)
 	b = append(b, '"')
-	b = t.UTC().AppendFormat(b, events.TimeFormat)
-	return append(b, '"')
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		b = t.AppendFormat(b, events.TimeFormat)
+		return append(b, '"')
+	}
+	// events.TimeFormat in UTC, without parsing the layout.
+	hour, minute, sec := t.Clock()
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, minute, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	b = append(b, '.')
+	b = appendDigits(b, t.Nanosecond()/1e6, 3)
+	return append(b, 'Z', '"')
+}
+
+// appendDigits appends n, 0 <= n < 10^width <= 10^4, as width decimal
+// digits.
+func appendDigits(b []byte, n, width int) []byte {
+	var d [4]byte
+	for i := width - 1; i >= 0; i-- {
+		d[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return append(b, d[:width]...)
 }
 
 const hexDigits = "0123456789abcdef"

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/sessionctx/sessionctx/contexts"
+	"github.com/sessionctx/sessionctx/events"
 )
 
 func raw(s string) json.RawMessage { return json.RawMessage(s) }
@@ -106,6 +108,27 @@ func TestAppendSessionMatchesEncodingJSON(t *testing.T) {
 				t.Errorf("appendSession:\n got %s\nwant %s (compacted)", got, compact.Bytes())
 			}
 		})
+	}
+}
+
+func TestAppendTime(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	times := []time.Time{
+		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 6, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2024, 2, 29, 23, 30, 0, 5e5, time.FixedZone("", -90*60)), time.Now(),
+	}
+	for range 10000 {
+		times = append(times, time.Unix(rng.Int64N(400e9)-100e9, rng.Int64N(1e9)).In(time.FixedZone("", 60*(rng.IntN(1680)-840))))
+	}
+	for _, tm := range times {
+		want := `,"t":"` + tm.UTC().Format(events.TimeFormat) + `"`
+		if got := appendTime(nil, `,"t":`, tm); string(got) != want {
+			t.Fatalf("appendTime(%v) = %s, want %s", tm, got, want)
+		}
+	}
+	if got := appendTime([]byte("x"), `,"t":`, time.Time{}); string(got) != "x" {
+		t.Errorf("appendTime(zero) = %s, want nothing appended", got)
 	}
 }
 
