@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -18,6 +20,47 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// children caches each label set's counter and histogram, so that a
+	// request does not hash its labels and look them up in both vectors.
+	children sync.Map // metricLabels -> *metricChildren
+	// cached counts the entries of children, which stops growing at
+	// maxCachedChildren (methods are the client's choice).
+	cached atomic.Int64
+}
+
+type metricLabels struct {
+	method, route string
+	code          int
+}
+
+type metricChildren struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
+}
+
+// maxCachedChildren bounds metrics.children.
+const maxCachedChildren = 1024
+
+// observe counts a request and records its duration.
+func (m *metrics) observe(method, route string, code int, elapsed time.Duration) {
+	key := metricLabels{method, route, code}
+	var ch *metricChildren
+	if v, ok := m.children.Load(key); ok {
+		ch = v.(*metricChildren)
+	} else {
+		codeLabel := strconv.Itoa(code)
+		ch = &metricChildren{
+			requests: m.requests.WithLabelValues(method, route, codeLabel),
+			latency:  m.latency.WithLabelValues(method, route, codeLabel),
+		}
+		if m.cached.Load() < maxCachedChildren {
+			if _, loaded := m.children.LoadOrStore(key, ch); !loaded {
+				m.cached.Add(1)
+			}
+		}
+	}
+	ch.requests.Inc()
+	ch.latency.Observe(elapsed.Seconds())
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -71,30 +114,41 @@ func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 				route = routeUnmatchedMetric
 			}
 			req, status := c.Request(), c.Response().Status
-			code := strconv.Itoa(status)
 			elapsed := time.Since(start)
-			s.metrics.requests.WithLabelValues(req.Method, route, code).Inc()
-			s.metrics.latency.WithLabelValues(req.Method, route, code).Observe(elapsed.Seconds())
+			s.metrics.observe(req.Method, route, status, elapsed)
 
 			level := slog.LevelDebug
-			attrs := []any{"method", req.Method, "path", req.URL.Path, "route", route, "status", status, "duration", elapsed}
 			switch {
 			case status >= http.StatusInternalServerError:
 				level = slog.LevelError
-				if e, ok := c.Get(errorLogKey).(error); ok {
-					attrs = append(attrs, "err", e)
-				} else if err != nil {
-					attrs = append(attrs, "err", err)
-				}
 			case status >= http.StatusBadRequest:
 				level = slog.LevelInfo
-				if err != nil {
-					attrs = append(attrs, "err", err)
-				}
 			}
-			s.log.Log(req.Context(), level, "http request", attrs...)
+			if s.log.Enabled(req.Context(), level) {
+				s.logRequest(c, level, route, elapsed, err)
+			}
 			err = nil
 		}()
 		return next(c)
 	}
+}
+
+// logRequest writes a request's log line: with the error for a client's
+// mistake, with the server-side cause for a server error.
+func (s *server) logRequest(c echo.Context, level slog.Level, route string, elapsed time.Duration, err error) {
+	req, status := c.Request(), c.Response().Status
+	attrs := []any{"method", req.Method, "path", req.URL.Path, "route", route, "status", status, "duration", elapsed}
+	switch {
+	case status >= http.StatusInternalServerError:
+		if e, ok := c.Get(errorLogKey).(error); ok {
+			attrs = append(attrs, "err", e)
+		} else if err != nil {
+			attrs = append(attrs, "err", err)
+		}
+	case status >= http.StatusBadRequest:
+		if err != nil {
+			attrs = append(attrs, "err", err)
+		}
+	}
+	s.log.Log(req.Context(), level, "http request", attrs...)
 }
