@@ -28,12 +28,9 @@ func dlqCommand(cfg *config, stdout, stderr io.Writer) *cobra.Command {
 	}
 	// withDLQ connects and runs f with the dead-letter stream.
 	withDLQ := func(cmd *cobra.Command, f func(svc *services, d consumer.DeadLetters) error) error {
-		svc, err := connect(cmd.Context(), cfg, cfg.logger(stderr), false)
-		if err != nil {
-			return err
-		}
-		defer svc.Close()
-		return f(svc, consumer.DeadLetters{JS: svc.js, Streams: svc.streams})
+		return withServices(cmd, cfg, stderr, func(svc *services) error {
+			return f(svc, consumer.DeadLetters{JS: svc.js, Streams: svc.streams})
+		})
 	}
 
 	var from uint64

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"io"
+
 	"context"
 	"errors"
 	"fmt"
+	"github.com/spf13/cobra"
 	"log/slog"
 	"strings"
 	"time"
@@ -144,4 +147,15 @@ func or(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// withServices connects as the operator commands do (to the embedded
+// servers of a running `sessionctx` when no URL is set), runs f and closes.
+func withServices(cmd *cobra.Command, cfg *config, stderr io.Writer, f func(*services) error) error {
+	svc, err := connect(cmd.Context(), cfg, cfg.logger(stderr), false)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	return f(svc)
 }

@@ -24,18 +24,15 @@ func streamsCommand(cfg *config, stdout, stderr io.Writer) *cobra.Command {
 		Example: "  SESSIONCTX_STREAM_REPLICAS=3 sessionctx streams init",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, err := connect(cmd.Context(), cfg, cfg.logger(stderr), false)
-			if err != nil {
-				return err
-			}
-			defer svc.Close()
-			if _, err := consumer.Provision(cmd.Context(), svc.js, svc.streams); err != nil {
-				return err
-			}
-			s := svc.streams
-			fmt.Fprintf(stdout, "stream %s (subjects %v, max age %s, %d replicas), dead-letter stream %s, consumer %s: ready\n",
-				s.Stream, s.Subjects(), s.MaxAge, s.Replicas, s.DeadLetterStream(), s.Durable)
-			return nil
+			return withServices(cmd, cfg, stderr, func(svc *services) error {
+				if _, err := consumer.Provision(cmd.Context(), svc.js, svc.streams); err != nil {
+					return err
+				}
+				s := svc.streams
+				fmt.Fprintf(stdout, "stream %s (subjects %v, max age %s, %d replicas), dead-letter stream %s, consumer %s: ready\n",
+					s.Stream, s.Subjects(), s.MaxAge, s.Replicas, s.DeadLetterStream(), s.Durable)
+				return nil
+			})
 		},
 	}
 	status := &cobra.Command{
@@ -44,36 +41,33 @@ func streamsCommand(cfg *config, stdout, stderr io.Writer) *cobra.Command {
 		Example: "  sessionctx streams status",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, err := connect(cmd.Context(), cfg, cfg.logger(stderr), false)
-			if err != nil {
-				return err
-			}
-			defer svc.Close()
-			ctx, s := cmd.Context(), svc.streams
-			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			for _, name := range []string{s.Stream, s.DeadLetterStream()} {
-				st, err := svc.js.Stream(ctx, name)
-				if errors.Is(err, jetstream.ErrStreamNotFound) {
-					return fmt.Errorf("stream %s does not exist: `sessionctx streams init` creates it", name)
+			return withServices(cmd, cfg, stderr, func(svc *services) error {
+				ctx, s := cmd.Context(), svc.streams
+				tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+				for _, name := range []string{s.Stream, s.DeadLetterStream()} {
+					st, err := svc.js.Stream(ctx, name)
+					if errors.Is(err, jetstream.ErrStreamNotFound) {
+						return fmt.Errorf("stream %s does not exist: `sessionctx streams init` creates it", name)
+					}
+					if err != nil {
+						return err
+					}
+					i := st.CachedInfo()
+					fmt.Fprintf(tw, "stream %s\tmessages %d\tbytes %d\tsequences %d..%d\toldest %s\treplicas %d\n", name,
+						i.State.Msgs, i.State.Bytes, i.State.FirstSeq, i.State.LastSeq, ago(i.State.FirstTime, i.State.Msgs), i.Config.Replicas)
 				}
-				if err != nil {
+				c, err := svc.js.Consumer(ctx, s.Stream, s.Durable)
+				if errors.Is(err, jetstream.ErrConsumerNotFound) {
+					fmt.Fprintf(tw, "consumer %s\tdoes not exist: no worker has started\n", s.Durable)
+				} else if err != nil {
 					return err
+				} else {
+					ci := c.CachedInfo()
+					fmt.Fprintf(tw, "consumer %s\tlag %d\tack pending %d\tredelivered %d\twaiting pulls %d\tlast delivered seq %d\n", s.Durable,
+						ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting, ci.Delivered.Stream)
 				}
-				i := st.CachedInfo()
-				fmt.Fprintf(tw, "stream %s\tmessages %d\tbytes %d\tsequences %d..%d\toldest %s\treplicas %d\n", name,
-					i.State.Msgs, i.State.Bytes, i.State.FirstSeq, i.State.LastSeq, ago(i.State.FirstTime, i.State.Msgs), i.Config.Replicas)
-			}
-			c, err := svc.js.Consumer(ctx, s.Stream, s.Durable)
-			if errors.Is(err, jetstream.ErrConsumerNotFound) {
-				fmt.Fprintf(tw, "consumer %s\tdoes not exist: no worker has started\n", s.Durable)
-			} else if err != nil {
-				return err
-			} else {
-				ci := c.CachedInfo()
-				fmt.Fprintf(tw, "consumer %s\tlag %d\tack pending %d\tredelivered %d\twaiting pulls %d\tlast delivered seq %d\n", s.Durable,
-					ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting, ci.Delivered.Stream)
-			}
-			return tw.Flush()
+				return tw.Flush()
+			})
 		},
 	}
 	cmd.AddCommand(initCmd, status)
