@@ -45,7 +45,7 @@ type Config struct {
 	Store   Applier
 	Tenants TenantLookup
 	Logger  *slog.Logger
-	// Concurrency is how many batches are applied at once (default 4), and
+	// Concurrency is how many batches are applied at once (default 8), and
 	// BatchSize how many messages a batch holds at most (default 128): a
 	// batch is applied in a few pipelined round trips. Order does not
 	// matter: the store's result is the same in any order.
@@ -67,7 +67,7 @@ type Worker struct {
 func New(cfg Config) *Worker {
 	cfg.Streams = cfg.Streams.Defaults()
 	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 4
+		cfg.Concurrency = 8
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 128

@@ -73,7 +73,7 @@ func (c *config) settings() []setting {
 		{"SESSIONCTX_EMBEDDED_NATS_ADDR", "embedded-nats-addr", "127.0.0.1:14222", "listen address of the embedded NATS server; the other commands reach it there", &c.EmbeddedNATS},
 		{"SESSIONCTX_EMBEDDED_REDIS_ADDR", "embedded-redis-addr", "127.0.0.1:16379", "listen address of the in-process Redis stand-in; the other commands reach it there", &c.EmbeddedRedis},
 		{"SESSIONCTX_RETENTION", "retention", "24h", "how long ended sessions' tombstones are kept", &c.Retention},
-		{"SESSIONCTX_WORKER_CONCURRENCY", "worker-concurrency", "4", "batches of events a worker applies at once", &c.Concurrency},
+		{"SESSIONCTX_WORKER_CONCURRENCY", "worker-concurrency", "8", "batches of events a worker applies at once", &c.Concurrency},
 		{"SESSIONCTX_WORKER_BATCH", "worker-batch", "128", "most events in one batch (applied in a few pipelined round trips)", &c.BatchSize},
 		{"SESSIONCTX_SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long in-flight work may take at shutdown", &c.ShutdownTimeout},
 	}
