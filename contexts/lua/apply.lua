@@ -8,7 +8,7 @@ local key = KEYS[1]
 local now, retention, idle = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 track_changes = idle > 0
 DEFS = {site = ARGV[4], cur = ARGV[5], lang = ARGV[6], loc = ARGV[7]}
-local s = load(key)
+local s = loadfacts(key)
 local before = shown(s)
 local dry = ARGV[8] == '1'
 local i = 9
@@ -23,7 +23,7 @@ while i <= #ARGV do
   elseif op == 'lx' or op == 'xe' then
     minstamp(s, op, ARGV[i + 1]); i = i + 2
   elseif op == 'li' then
-    minstamp(s, 'li:' .. ARGV[i + 1], ARGV[i + 2]); i = i + 3
+    login(s, ARGV[i + 1], ARGV[i + 2]); i = i + 3
   elseif op == 'lo' then
     addlogout(s, ARGV[i + 1], ARGV[i + 2]); i = i + 3
   else

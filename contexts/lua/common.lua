@@ -5,6 +5,7 @@
 --   ux  expiry of a context an API upsert created (latest)
 --   lx  earliest logout naming the session (stamp)
 --   xe  earliest anonymous.expired (stamp)
+--   cs  the customers with logins or logouts below (comma separated)
 --   li:<customer>  earliest login as that customer (stamp)
 --   lo:<customer>  logouts of that customer naming no session (sorted stamps, comma
 --                  separated): those that can still end the session
@@ -14,7 +15,8 @@
 -- or '~' and the version for an API edit): comparing stamp strings compares
 -- stamps. Stamps and values stay short so that Redis keeps a session as a
 -- compact listpack.
-local FIELDS = {'cid', 'site', 'cur', 'cart', 'loc', 'lang'}
+-- every field but the customers' and the attributes
+local FACTS = {'cid', 'site', 'cur', 'cart', 'loc', 'lang', 'ca', 'cx', 'ax', 'ux', 'lx', 'xe', 'lc', 'e', 'dl', 'v', 'm', 'cs'}
 local MAX_LOGOUTS = 32
 
 local function load(key)
@@ -24,8 +26,8 @@ local function load(key)
   return s
 end
 
--- byte values of 'a', 'l', 'i', ':' for cheap prefix checks of field names
-local A, L, I, COLON = 97, 108, 105, 58
+-- byte values of "a" and ":" for a cheap check of attribute names
+local A, COLON = 97, 58
 local function isattr(k) local a, c = string.byte(k, 1, 2); return a == A and c == COLON end
 
 local function stime(st) return tonumber(string.sub(st, 1, 9), 36) end
@@ -50,14 +52,43 @@ local function split(v)
   return string.sub(v, 1, sp - 1), string.sub(v, sp + 1)
 end
 
+-- the customers that a session has logins or logouts of
+local function customers(s)
+  local out = {}
+  for c in string.gmatch(s.cs or '', '[^,]+') do out[#out + 1] = c end
+  return out
+end
+
+-- The session without its attributes, which no event needs: an event costs
+-- the same however large the context is.
+local function loadfacts(key)
+  local vals = redis.call('HMGET', key, unpack(FACTS))
+  local s = {}
+  for i, f in ipairs(FACTS) do
+    if vals[i] then s[f] = vals[i] end
+  end
+  if s.cs then
+    local names = {}
+    for _, c in ipairs(customers(s)) do
+      names[#names + 1] = 'li:' .. c
+      names[#names + 1] = 'lo:' .. c
+    end
+    local more = redis.call('HMGET', key, unpack(names))
+    for i, n in ipairs(names) do
+      if more[i] then s[n] = more[i] end
+    end
+  end
+  return s
+end
+
 -- end stamp (or nil) and earliest login stamp (or nil: not a customer's)
 local function derive(s)
   local e, minli = s.lx, nil
-  for k, v in pairs(s) do
-    local b1, b2, b3 = string.byte(k, 1, 3)
-    if b1 == L and b2 == I and b3 == COLON then
+  for _, c in ipairs(customers(s)) do
+    local v = s['li:' .. c]
+    if v then
       if not minli or v < minli then minli = v end
-      local lo = s['lo:' .. string.sub(k, 4)]
+      local lo = s['lo:' .. c]
       if lo then
         for st in string.gmatch(lo, '[^,]+') do
           if st > v then
@@ -127,7 +158,21 @@ end
 -- after the session's earliest login as the customer can end it, and that
 -- login can only move earlier: later logouts are dropped, and past the cap
 -- the earliest ones (which only a login earlier still would need).
+local function addcustomer(s, customer)
+  for _, c in ipairs(customers(s)) do
+    if c == customer then return end
+  end
+  put(s, 'cs', s.cs and (s.cs .. ',' .. customer) or customer)
+end
+
+-- Records a login as the customer.
+local function login(s, customer, stamp)
+  addcustomer(s, customer)
+  minstamp(s, 'li:' .. customer, stamp)
+end
+
 local function addlogout(s, customer, stamp)
+  addcustomer(s, customer)
   local k = 'lo:' .. customer
   local list = {}
   for st in string.gmatch(s[k] or '', '[^,]+') do

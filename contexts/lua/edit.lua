@@ -36,7 +36,7 @@ if ARGV[i] == 'create' then
     created = true
     put(s, 'ca', tostring(now))
     if who ~= '' then
-      minstamp(s, 'li:' .. who, stamp)
+      login(s, who, stamp)
       write(s, 'cid', stamp, who)
       cid = who
     else

@@ -112,6 +112,10 @@ func (g *generator) session(sid string) {
 			}
 			g.add(events.CustomerLogin, g.when(), d)
 		}
+		if g.chance(0.15) { // a second customer on a shared device
+			other := customer(g.r.IntN(g.cfg.Customers))
+			g.add(events.CustomerLogin, g.when(), events.Data{SessionID: sid, CustomerID: other})
+		}
 	}
 	for g.chance(0.25) {
 		g.add(events.AnonymousExpired, g.when(), events.Data{SessionID: sid})
