@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/sessionctx/sessionctx/contexts"
 	"github.com/sessionctx/sessionctx/events"
 	"github.com/sessionctx/sessionctx/internal/testenv"
@@ -183,5 +185,29 @@ func TestIdleLimitCountsAttributeEdits(t *testing.T) {
 	o, _ = s.Inspect(ctx, idle, "s")
 	if o.Until.Before(before.Add(30*time.Minute - time.Second)) {
 		t.Errorf("until %s after an attribute edit at %s, want 30 minutes later", o.Until, before)
+	}
+}
+
+// TestLogoutDoesNotUnindexALoginInFlight: a login has indexed its session
+// (+inf) but not yet reached it when a logout of the customer, stamped
+// before the login, is applied. The session must stay indexed as live.
+func TestLogoutDoesNotUnindexALoginInFlight(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	s, env := newStore(t, now)
+	index := env.Prefix + "cs:{acme:c:c}"
+	if err := env.Client.ZAdd(ctx, index, redis.Z{Score: math.Inf(1), Member: "s"}).Err(); err != nil { // the login's first step
+		t.Fatal(err)
+	}
+	applyAll(t, s, evAt(events.CustomerLogout, now.Add(-time.Hour), events.Data{CustomerID: "c"}))
+	if score := env.Client.ZScore(ctx, index, "s").Val(); !math.IsInf(score, 1) {
+		t.Fatalf("index score %v after the logout, want +inf: the login in flight would be lost to later logouts", score)
+	}
+	applyAll(t, s,
+		evAt(events.CustomerLogin, now.Add(-time.Minute), events.Data{SessionID: "s", CustomerID: "c"}),
+		evAt(events.CartCreated, now.Add(-time.Minute), events.Data{SessionID: "s", CartID: "k"}),
+		evAt(events.CustomerLogout, now, events.Data{CustomerID: "c"}))
+	if _, err := s.Get(ctx, tenant, "s"); !errors.Is(err, contexts.ErrNotFound) {
+		t.Errorf("the customer's later logout did not end the session: %v", err)
 	}
 }

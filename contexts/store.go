@@ -35,12 +35,18 @@ var (
 if ARGV[3] ~= '1' then redis.call('ZADD', KEYS[1], 'inf', ARGV[1]) end
 return redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], '+inf', 'LIMIT', 0, 16)`)
 
-	// markScript sets the keep-until time of sessions in a customer's index
-	// (+inf for a live customer session, else when its record goes), drops
-	// the sessions whose record has gone and lets the index expire with its
-	// last session. KEYS: the index. ARGV: now, then score and session pairs.
+	// markScript sets the keep-until time of sessions in a customer's index:
+	// +inf while a session may be live, else when its record goes. Only a
+	// session that has ended for good is lowered ('='); otherwise the time
+	// only rises ('>'), so that a mark computed before a concurrent login
+	// cannot undo the +inf that login set. It drops the sessions whose
+	// record has gone and lets the index expire with its last session.
+	// KEYS: the index. ARGV: now, then mode, score and session triples.
 	markScript = redis.NewScript(`
-for i = 2, #ARGV, 2 do redis.call('ZADD', KEYS[1], 'XX', ARGV[i], ARGV[i + 1]) end
+for i = 2, #ARGV, 3 do
+  if ARGV[i] == '=' then redis.call('ZADD', KEYS[1], 'XX', ARGV[i + 1], ARGV[i + 2])
+  else redis.call('ZADD', KEYS[1], 'XX', 'GT', ARGV[i + 1], ARGV[i + 2]) end
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
 local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 if #top == 0 then return 0 end
@@ -257,15 +263,18 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 			continue
 		}
 		results[c.item].Changed = results[c.item].Changed || r[0].(int64) == 1
-		// A login has just indexed its session as live (+inf): only a
-		// session that is not needs marking.
-		expiry := r[2].(int64)
-		if customer[c.item] != nil && (expiry > 0 || items[c.item].Event.Type == events.CustomerLogout) {
-			keep := "inf"
+		// A login has just indexed its session as live (+inf): only an end
+		// for good changes that.
+		expiry, final := r[2].(int64), r[3].(int64) == 1
+		if customer[c.item] != nil && (final || items[c.item].Event.Type == events.CustomerLogout) {
+			mode, keep := ">", "inf"
 			if expiry > 0 {
 				keep = strconv.FormatInt(expiry, 10)
 			}
-			marks[c.item] = append(marks[c.item], keep, c.sid)
+			if final {
+				mode = "="
+			}
+			marks[c.item] = append(marks[c.item], mode, keep, c.sid)
 		}
 	}
 	if len(marks) > 0 && !s.opts.DryRun {

@@ -3,7 +3,8 @@
 -- language, targetLocation, dry run ('1': compute, write nothing), then operations:
 --   w <field> <stamp> <value> | ca <ms> | cx <ms> | ax <ms> | lx <stamp> | xe <stamp>
 --   li <customer> <stamp> | lo <customer> <stamp>
--- Returns {changed (0/1), version, the key's expiry (ms, 0 for none)}.
+-- Returns {changed (0/1), version, the key's expiry (ms, 0 for none),
+-- ended for good (0/1)}.
 local key = KEYS[1]
 local now, retention, idle = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 track_changes = idle > 0
@@ -31,5 +32,5 @@ while i <= #ARGV do
   end
 end
 local facts = changed
-local v, expiry = finish(key, s, before, now, retention, idle, dry)
-return {facts and 1 or 0, v, expiry}
+local v, expiry, final = finish(key, s, before, now, retention, idle, dry)
+return {facts and 1 or 0, v, expiry, final and 1 or 0}

@@ -197,7 +197,9 @@ end
 -- Recomputes the derived fields, bumps the version on a visible change
 -- (before: whether the context was shown when the script started),
 -- sets the key's expiry and writes everything that changed (nothing when
--- dry). Returns the version and the key's expiry (ms, 0 for none).
+-- dry). Returns the version, the key's expiry (ms, 0 for none) and whether
+-- the session has ended for good (by a logout; an anonymous expiry may still
+-- be cancelled by an earlier login).
 -- The key lives until retention after its deadline, and at least retention
 -- from now, so that a replay of old events cannot let a tombstone vanish
 -- before the events after it arrive.
@@ -227,7 +229,8 @@ local function finish(key, s, before, now, retention, idle, dry)
   -- the key's expiry, 0 for none
   local expiry = 0
   if deadline then expiry = math.max(deadline, now) + retention end
-  if dry then return tonumber(s.v) or 0, expiry end
+  local final = e ~= nil and e ~= s.xe
+  if dry then return tonumber(s.v) or 0, expiry, final end
   local set, del = {}, {}
   for k in pairs(dirty) do
     if s[k] then
@@ -246,5 +249,5 @@ local function finish(key, s, before, now, retention, idle, dry)
       redis.call('PERSIST', key)
     end
   end
-  return tonumber(s.v) or 0, expiry
+  return tonumber(s.v) or 0, expiry, final
 end
