@@ -161,17 +161,23 @@ var (
 	putFields = append(patchFields[:len(patchFields):len(patchFields)], wireField{"cartId", contexts.FieldCartID})
 )
 
+// versionedBody reads a PUT or PATCH body and its required metadata.version.
+func (s *server) versionedBody(c echo.Context) (object, int64, error) {
+	body, err := s.readObject(c)
+	if err != nil {
+		return nil, 0, err
+	}
+	version, err := body.version()
+	return body, version, err
+}
+
 // PATCH /session-context/:tenant/me/context
 func (s *server) patchMyContext(c echo.Context) error {
 	t, sid, access, err := s.shopper(c)
 	if err != nil {
 		return err
 	}
-	body, err := s.readObject(c)
-	if err != nil {
-		return err
-	}
-	version, err := body.version()
+	body, version, err := s.versionedBody(c)
 	if err != nil {
 		return err
 	}
@@ -202,11 +208,7 @@ func (s *server) putContext(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	body, err := s.readObject(c)
-	if err != nil {
-		return err
-	}
-	version, err := body.version()
+	body, version, err := s.versionedBody(c)
 	if err != nil {
 		return err
 	}

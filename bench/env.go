@@ -162,8 +162,9 @@ func (b *bench) cleanup() {
 	}
 }
 
-// deleteKeys unlinks the keys matching pattern, in bounded batches.
-func deleteKeys(ctx context.Context, rdb *redis.Client, pattern string) (int, error) {
+// scanKeys calls f with the keys matching pattern, a batch at a time, and
+// returns how many there were.
+func scanKeys(ctx context.Context, rdb *redis.Client, pattern string, f func(keys []string) error) (int, error) {
 	n := 0
 	var cursor uint64
 	for range 10_000_000 {
@@ -172,7 +173,7 @@ func deleteKeys(ctx context.Context, rdb *redis.Client, pattern string) (int, er
 			return n, err
 		}
 		if len(keys) > 0 {
-			if err := rdb.Unlink(ctx, keys...).Err(); err != nil {
+			if err := f(keys); err != nil {
 				return n, err
 			}
 			n += len(keys)
@@ -182,6 +183,11 @@ func deleteKeys(ctx context.Context, rdb *redis.Client, pattern string) (int, er
 		}
 	}
 	return n, nil
+}
+
+// deleteKeys unlinks the keys matching pattern, in bounded batches.
+func deleteKeys(ctx context.Context, rdb *redis.Client, pattern string) (int, error) {
+	return scanKeys(ctx, rdb, pattern, func(keys []string) error { return rdb.Unlink(ctx, keys...).Err() })
 }
 
 func envOr(name, def string) string {

@@ -312,17 +312,5 @@ func (b *bench) residentMemory(ctx context.Context) error {
 
 // countKeys counts the keys matching pattern.
 func countKeys(ctx context.Context, rdb *redis.Client, pattern string) (int, error) {
-	n := 0
-	var cursor uint64
-	for range 10_000_000 {
-		keys, next, err := rdb.Scan(ctx, cursor, pattern, 5000).Result()
-		if err != nil {
-			return n, err
-		}
-		n += len(keys)
-		if cursor = next; cursor == 0 {
-			break
-		}
-	}
-	return n, nil
+	return scanKeys(ctx, rdb, pattern, func([]string) error { return nil })
 }

@@ -34,7 +34,7 @@ func Fold(t Tenant, sessionID string, evs []events.Event) Outcome {
 
 	var (
 		o          Outcome
-		values     = defaults(t)
+		values     = map[Field]string{}
 		loggedInAs = map[string]bool{}
 		anonSeen   bool
 		anonUntil  time.Time
@@ -84,7 +84,13 @@ func Fold(t Tenant, sessionID string, evs []events.Event) Outcome {
 	case o.HasCart:
 		o.Until = lastCart.Add(t.AnonymousLifetime)
 	}
-	o.CustomerID, o.SiteCode, o.Currency = values[FieldCustomerID], values[FieldSiteCode], values[FieldCurrency]
-	o.CartID, o.TargetLocation, o.Language = values[FieldCartID], values[FieldTargetLocation], values[FieldLanguage]
+	value := func(f Field) string {
+		if v, ok := values[f]; ok {
+			return v
+		}
+		return t.baseline(f)
+	}
+	o.CustomerID, o.SiteCode, o.Currency = value(FieldCustomerID), value(FieldSiteCode), value(FieldCurrency)
+	o.CartID, o.TargetLocation, o.Language = value(FieldCartID), value(FieldTargetLocation), value(FieldLanguage)
 	return o.Comparable()
 }

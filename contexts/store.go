@@ -169,8 +169,6 @@ func (s *Store) dry() string {
 type Result struct {
 	// Changed is false when the event changed nothing (a duplicate).
 	Changed bool
-	// Sessions is how many sessions the event touched.
-	Sessions int
 }
 
 // Item is one validated event to apply, with its tenant's configuration.
@@ -242,13 +240,11 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 			}
 		}
 		if e.Type == events.CustomerLogout && d.SessionID == "" {
-			results[i].Sessions = len(fromCustomer)
 			for _, sid := range fromCustomer {
 				calls = append(calls, call{i, sid, s.queueApply(ctx, pipe, it.Tenant, sid, now, []any{"lo", d.CustomerID, StampOf(e).String()})})
 			}
 			continue
 		}
-		results[i].Sessions = 1
 		calls = append(calls, call{i, d.SessionID, s.queueApply(ctx, pipe, it.Tenant, d.SessionID, now, ops(it.Tenant, e, fromCustomer))})
 	}
 	s.exec(ctx, pipe)
@@ -378,7 +374,7 @@ func (r record) time(k string) time.Time {
 func (r record) value(f Field, t Tenant) string {
 	v, ok := r[string(f)]
 	if !ok {
-		return defaults(t)[f]
+		return t.baseline(f)
 	}
 	_, val, _ := strings.Cut(v, " ")
 	return val

@@ -80,10 +80,18 @@ func or(vs ...string) string {
 	return ""
 }
 
-// defaults returns the tenant's baseline value of each field.
-func defaults(t Tenant) map[Field]string {
-	return map[Field]string{
-		FieldSiteCode: t.Site.Code, FieldCurrency: t.Site.Currency,
-		FieldLanguage: t.Site.Language, FieldTargetLocation: t.Site.HomeBase,
+// baseline returns the tenant's value of field f for a context that has no
+// stamped value of it ("" for fields without one).
+func (t Tenant) baseline(f Field) string {
+	switch f {
+	case FieldSiteCode:
+		return t.Site.Code
+	case FieldCurrency:
+		return t.Site.Currency
+	case FieldLanguage:
+		return t.Site.Language
+	case FieldTargetLocation:
+		return t.Site.HomeBase
 	}
+	return ""
 }
