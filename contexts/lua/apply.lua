@@ -9,7 +9,7 @@ local key = KEYS[1]
 local now, retention, idle = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 track_changes = idle > 0
 DEFS = {site = ARGV[4], cur = ARGV[5], lang = ARGV[6], loc = ARGV[7]}
-local s = loadfacts(key)
+local s = load(key)
 local before = shown(s)
 local dry = ARGV[8] == '1'
 local i = 9

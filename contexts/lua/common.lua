@@ -15,10 +15,12 @@
 -- or '~' and the version for an API edit): comparing stamp strings compares
 -- stamps. Stamps and values stay short so that Redis keeps a session as a
 -- compact listpack.
--- every field but the customers' and the attributes
-local FACTS = {'cid', 'site', 'cur', 'cart', 'loc', 'lang', 'ca', 'cx', 'ax', 'ux', 'lx', 'xe', 'lc', 'e', 'dl', 'v', 'm', 'cs'}
 local MAX_LOGOUTS = 32
 
+-- A session's fields, its attributes too. One HGETALL walks the compact
+-- listpack once: for a context of the usual size that costs Redis less than
+-- naming the facts in an HMGET (21.6 against 23.8 µs per event with three
+-- attributes), and an event on a large context pays for its attribute bytes.
 local function load(key)
   local flat = redis.call('HGETALL', key)
   local s = {}
@@ -53,32 +55,12 @@ local function split(v)
 end
 
 -- the customers that a session has logins or logouts of
+local NONE = {}
 local function customers(s)
+  if not s.cs then return NONE end
   local out = {}
-  for c in string.gmatch(s.cs or '', '[^,]+') do out[#out + 1] = c end
+  for c in string.gmatch(s.cs, '[^,]+') do out[#out + 1] = c end
   return out
-end
-
--- The session without its attributes, which no event needs: an event costs
--- the same however large the context is.
-local function loadfacts(key)
-  local vals = redis.call('HMGET', key, unpack(FACTS))
-  local s = {}
-  for i, f in ipairs(FACTS) do
-    if vals[i] then s[f] = vals[i] end
-  end
-  if s.cs then
-    local names = {}
-    for _, c in ipairs(customers(s)) do
-      names[#names + 1] = 'li:' .. c
-      names[#names + 1] = 'lo:' .. c
-    end
-    local more = redis.call('HMGET', key, unpack(names))
-    for i, n in ipairs(names) do
-      if more[i] then s[n] = more[i] end
-    end
-  end
-  return s
 end
 
 -- end stamp (or nil) and earliest login stamp (or nil: not a customer's)
@@ -128,18 +110,22 @@ local function put(s, k, v)
   end
 end
 
+-- A stored value is "<stamp> <value>". The space sorts before every stamp
+-- character, so comparing the stored string with a stamp compares stamps:
+-- stored >= stamp exactly when the stored stamp is the same or later.
 local function write(s, f, stamp, value)
   local cur = s[f]
   local shownBefore = DEFS[f] or ''
   if cur then
-    local st, val = split(cur)
-    if st >= stamp then return end
-    shownBefore = val
+    if cur >= stamp then return end
+    shownBefore = string.sub(cur, string.find(cur, ' ', 10, true) + 1)
   end
   if value ~= shownBefore then seen = true end
   put(s, f, stamp .. ' ' .. value)
-  local t = stime(stamp)
-  if track_changes and (not s.lc or tonumber(s.lc) < t) then put(s, 'lc', tostring(t)) end
+  if track_changes then
+    local t = stime(stamp)
+    if not s.lc or tonumber(s.lc) < t then put(s, 'lc', tostring(t)) end
+  end
 end
 
 local function maxnum(s, k, v)
@@ -205,22 +191,24 @@ end
 -- before the events after it arrive.
 local function finish(key, s, before, now, retention, idle, dry)
   local e, minli = derive(s)
-  local dl, deadline
+  local deadline
   if e then
-    put(s, 'e', tostring(stime(e)))
     deadline = stime(e)
+    if not s.e or tonumber(s.e) ~= deadline then put(s, 'e', tostring(deadline)) end
   elseif s.e then
     put(s, 'e', nil)
   end
+  -- dl is kept as the string it came from: no number formatting
+  local dl
   if minli then
-    if idle > 0 and s.lc then dl = tonumber(s.lc) + idle end
+    if idle > 0 and s.lc then dl = tostring(tonumber(s.lc) + idle) end
   else
-    dl = tonumber(s.ax or s.cx or '')
-    if s.ux and (not dl or tonumber(s.ux) > dl) then dl = tonumber(s.ux) end
+    dl = s.ax or s.cx
+    if s.ux and (not dl or tonumber(s.ux) > tonumber(dl)) then dl = s.ux end
   end
-  put(s, 'dl', dl and tostring(dl) or nil)
+  put(s, 'dl', dl)
   if not e then
-    if minli then deadline = dl else deadline = dl or now end
+    if dl then deadline = tonumber(dl) elseif not minli then deadline = now end
   end
   if shown(s) and (not before or seen) then
     put(s, 'v', tostring((tonumber(s.v) or 0) + 1))
