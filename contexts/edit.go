@@ -92,7 +92,7 @@ func (s *Store) Edit(ctx context.Context, t Tenant, sessionID string, e Edit) (i
 		if u.CustomerID != "" {
 			// A customer's context joins the customer's index as a login does,
 			// so that the customer's logouts reach it.
-			logouts, err := loginScript.Run(ctx, s.rdb, s.customerKeys(t.Name, u.CustomerID), sessionID, ms(s.opts.Now()), "0").StringSlice()
+			logouts, err := s.run(ctx, loginProgram, s.customerKeys(t.Name, u.CustomerID), sessionID, ms(s.opts.Now()), "0").StringSlice()
 			if err != nil {
 				return 0, fmt.Errorf("record customer of session %s: %w", sessionID, err)
 			}
@@ -118,7 +118,7 @@ func (s *Store) Edit(ctx context.Context, t Tenant, sessionID string, e Edit) (i
 	if e.DeleteAttribute != "" {
 		args = append(args, "adel", e.DeleteAttribute)
 	}
-	r, err := editScript.Run(ctx, s.rdb, []string{s.sessionKey(t.Name, sessionID)}, args...).Slice()
+	r, err := s.run(ctx, editProgram, []string{s.sessionKey(t.Name, sessionID)}, args...).Slice()
 	if err != nil {
 		return 0, fmt.Errorf("edit session %s: %w", sessionID, err)
 	}

@@ -2,7 +2,6 @@ package contexts
 
 import (
 	"context"
-	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,59 +13,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionctx/sessionctx/events"
-)
-
-var (
-	//go:embed lua/common.lua
-	commonLua string
-	//go:embed lua/apply.lua
-	applyLua string
-	//go:embed lua/edit.lua
-	editLua string
-
-	applyScript = redis.NewScript(commonLua + applyLua)
-	editScript  = redis.NewScript(commonLua + editLua)
-
-	// loginScript records that a session has a login as the customer and
-	// returns the customer's logouts stamped at or after the login's time.
-	// KEYS: the customer's session index and logout set. ARGV: session,
-	// login ms, dry run.
-	loginScript = redis.NewScript(`
-if ARGV[3] ~= '1' then redis.call('ZADD', KEYS[1], 'inf', ARGV[1]) end
-return redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], '+inf', 'LIMIT', 0, 16)`)
-
-	// markScript sets the keep-until time of sessions in a customer's index:
-	// +inf while a session may be live, else when its record goes. Only a
-	// session that has ended for good is lowered ('='); otherwise the time
-	// only rises ('>'), so that a mark computed before a concurrent login
-	// cannot undo the +inf that login set. It drops the sessions whose
-	// record has gone and lets the index expire with its last session.
-	// KEYS: the index. ARGV: now, then mode, score and session triples.
-	markScript = redis.NewScript(`
-for i = 2, #ARGV, 3 do
-  if ARGV[i] == '=' then redis.call('ZADD', KEYS[1], 'XX', ARGV[i + 1], ARGV[i + 2])
-  else redis.call('ZADD', KEYS[1], 'XX', 'GT', ARGV[i + 1], ARGV[i + 2]) end
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
-local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if #top == 0 then return 0 end
-if top[2] == 'inf' or top[2] == '+inf' then redis.call('PERSIST', KEYS[1])
-else redis.call('PEXPIREAT', KEYS[1], math.floor(tonumber(top[2]))) end
-return 1`)
-
-	// logoutAllScript records a logout naming no session and returns the
-	// customer's sessions. KEYS: session index, logout set. ARGV: stamp, ms,
-	// now, retention, dry run. The index scores a live session +inf and an ended one
-	// the time its record may go; those past it are dropped here.
-	logoutAllScript = redis.NewScript(`
-local ms, now, retention = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-if ARGV[5] == '1' then return redis.call('ZRANGE', KEYS[1], 0, -1) end
-redis.call('ZADD', KEYS[2], ms, ARGV[1])
-local newest = tonumber(redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (newest - retention))
-redis.call('PEXPIREAT', KEYS[2], math.max(newest, now) + retention)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
-return redis.call('ZRANGE', KEYS[1], 0, -1)`)
 )
 
 // Errors of the store. API code maps them to HTTP status in one place.
@@ -109,9 +55,10 @@ type Options struct {
 // Store keeps session contexts in Redis. Every change of a session is one
 // atomic script on the session's key.
 type Store struct {
-	rdb    redis.UniversalClient
-	opts   Options
-	loaded atomic.Bool // the event scripts are loaded
+	rdb       redis.UniversalClient
+	opts      Options
+	loaded    atomic.Bool // the programs are loaded
+	functions atomic.Bool // as functions, not scripts
 }
 
 // NewStore returns a store on rdb.
@@ -199,7 +146,7 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 	now := s.opts.Now()
 	results := make([]Result, len(items))
 	errs := make([]error, len(items))
-	if err := s.loadScripts(ctx); err != nil {
+	if err := s.loadPrograms(ctx); err != nil {
 		for i := range errs {
 			errs[i] = err
 		}
@@ -213,9 +160,9 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 		e, d := it.Event, it.Event.Data
 		switch {
 		case e.Type == events.CustomerLogin:
-			customer[i] = loginScript.EvalSha(ctx, pipe, s.customerKeys(e.Tenant, d.CustomerID), d.SessionID, ms(e.Time), s.dry())
+			customer[i] = s.call(ctx, pipe, loginProgram, s.customerKeys(e.Tenant, d.CustomerID), d.SessionID, ms(e.Time), s.dry())
 		case e.Type == events.CustomerLogout && d.SessionID == "":
-			customer[i] = logoutAllScript.EvalSha(ctx, pipe, s.customerKeys(e.Tenant, d.CustomerID),
+			customer[i] = s.call(ctx, pipe, logoutAllProgram, s.customerKeys(e.Tenant, d.CustomerID),
 				StampOf(e).String(), ms(e.Time), ms(now), s.opts.Retention.Milliseconds(), s.dry())
 		}
 	}
@@ -278,7 +225,7 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 		cmds := map[int]*redis.Cmd{}
 		for i, args := range marks {
 			keys := s.customerKeys(items[i].Event.Tenant, items[i].Event.Data.CustomerID)
-			cmds[i] = markScript.EvalSha(ctx, pipe, keys[:1], append([]any{ms(now)}, args...)...)
+			cmds[i] = s.call(ctx, pipe, markProgram, keys[:1], append([]any{ms(now)}, args...)...)
 		}
 		s.exec(ctx, pipe)
 		for i, cmd := range cmds {
@@ -322,7 +269,7 @@ func (s *Store) queueApply(ctx context.Context, pipe redis.Pipeliner, t Tenant, 
 	args := append([]any{ms(now)}, s.tenantArgs(t)...)
 	args = append(args, s.dry())
 	args = append(args, ops...)
-	return applyScript.EvalSha(ctx, pipe, []string{s.sessionKey(t.Name, sessionID)}, args...)
+	return s.call(ctx, pipe, applyProgram, []string{s.sessionKey(t.Name, sessionID)}, args...)
 }
 
 // exec runs a pipeline; the errors are read from its commands.
@@ -332,27 +279,10 @@ func (s *Store) exec(ctx context.Context, pipe redis.Pipeliner) {
 	}
 }
 
-// loadScripts loads the event scripts into Redis once, so that pipelines
-// can call them by hash.
-func (s *Store) loadScripts(ctx context.Context) error {
-	if s.loaded.Load() {
-		return nil
-	}
-	for _, sc := range []*redis.Script{applyScript, loginScript, logoutAllScript, markScript} {
-		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
-			return fmt.Errorf("load scripts: %w", err)
-		}
-	}
-	s.loaded.Store(true)
-	return nil
-}
-
-// noScript notes that Redis lost the scripts (a restart or SCRIPT FLUSH), so
-// that the next batch loads them again; the failed events are retried.
+// noScript notes that Redis lost the programs, so that the next batch loads
+// them again; the failed events are retried.
 func (s *Store) noScript(err error) error {
-	if redis.HasErrorPrefix(err, "NOSCRIPT") {
-		s.loaded.Store(false)
-	}
+	s.lost(err)
 	return err
 }
 

@@ -7,8 +7,7 @@
 -- ended for good (0/1)}.
 local key = KEYS[1]
 local now, retention, idle = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-track_changes = idle > 0
-DEFS = {site = ARGV[4], cur = ARGV[5], lang = ARGV[6], loc = ARGV[7]}
+begin(idle, ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 local s = load(key)
 local before = shown(s)
 local dry = ARGV[8] == '1'

@@ -45,9 +45,6 @@ local function b36time(ms)
   return table.concat(out)
 end
 
--- Whether to keep lc, the time of the last change: only a tenant with a
--- customer idle limit needs it. Each script sets it from its arguments.
-local track_changes = false
 
 local function split(v)
   local sp = string.find(v, ' ', 1, true)
@@ -85,8 +82,6 @@ local function derive(s)
   return e, minli
 end
 
--- The tenant's default of each field; each script sets them from its arguments.
-local DEFS = {}
 
 -- whether a context is shown, its lapse aside
 local function shown(s)
@@ -97,10 +92,20 @@ local function visible(s, now)
   return s.ca and not s.e and (not s.dl or tonumber(s.dl) > now)
 end
 
--- Pending changes of one script run, written at the end in one HSET/HDEL;
--- changed: any fact changed; seen: a value a reader sees changed.
-local dirty = {}
-local changed, seen = false, false
+-- The state of one run. A program starts with begin: as a Redis function,
+-- the library's upvalues outlive the call.
+-- track_changes: whether to keep lc, the time of the last change (only a
+-- tenant with a customer idle limit needs it); DEFS: the tenant's default
+-- of each field; dirty: pending changes, written at the end in one
+-- HSET/HDEL; changed: any fact changed; seen: a value a reader sees changed.
+local track_changes, DEFS, dirty, changed, seen
+
+local function begin(idle, site, cur, lang, loc)
+  track_changes = idle > 0
+  DEFS = {site = site, cur = cur, lang = lang, loc = loc}
+  dirty, changed, seen = {}, false, false
+end
+
 local function put(s, k, v)
   if s[k] ~= v then
     s[k] = v
