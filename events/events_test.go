@@ -130,3 +130,13 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkDecode(b *testing.B) {
+	body := []byte(`{"specversion":"1.0","id":"0b6b4e0e-8a2c-4c1e-9d7e-2f6c3b1a9e01","source":"cart-service","type":"cart.created","time":"2026-12-03T10:15:00.123Z","tenant":"acme","datacontenttype":"application/json","data":{"sessionId":"c1-sess-1234-567890","cartId":"18edd05941f5f20000000000","siteCode":"main","currency":"EUR"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := events.Decode(body, "cart.created.acme", received); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
