@@ -175,6 +175,16 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 		cmd  *redis.Cmd
 	}
 	var calls []call
+	heads := map[string][]any{} // per tenant: the apply script's arguments before the operations
+	queue := func(t Tenant, sessionID string, ops []any) *redis.Cmd {
+		head, ok := heads[t.Name]
+		if !ok {
+			head = append(append([]any{ms(now)}, s.tenantArgs(t)...), s.dry())
+			heads[t.Name] = head
+		}
+		args := append(append(make([]any, 0, len(head)+len(ops)), head...), ops...)
+		return s.call(ctx, pipe, applyProgram, []string{s.sessionKey(t.Name, sessionID)}, args...)
+	}
 	pipe = s.rdb.Pipeline()
 	for i, it := range items {
 		e, d := it.Event, it.Event.Data
@@ -188,11 +198,11 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 		}
 		if e.Type == events.CustomerLogout && d.SessionID == "" {
 			for _, sid := range fromCustomer {
-				calls = append(calls, call{i, sid, s.queueApply(ctx, pipe, it.Tenant, sid, now, []any{"lo", d.CustomerID, StampOf(e).String()})})
+				calls = append(calls, call{i, sid, queue(it.Tenant, sid, []any{"lo", d.CustomerID, StampOf(e).String()})})
 			}
 			continue
 		}
-		calls = append(calls, call{i, d.SessionID, s.queueApply(ctx, pipe, it.Tenant, d.SessionID, now, ops(it.Tenant, e, fromCustomer))})
+		calls = append(calls, call{i, d.SessionID, queue(it.Tenant, d.SessionID, ops(it.Tenant, e, fromCustomer))})
 	}
 	s.exec(ctx, pipe)
 
@@ -241,7 +251,7 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 // customer's logouts that a login found.
 func ops(t Tenant, e events.Event, logouts []string) []any {
 	stamp := StampOf(e).String()
-	var ops []any
+	ops := make([]any, 0, 16)
 	for _, w := range writes(t, e) {
 		ops = append(ops, "w", string(w.Field), stamp, w.Value)
 	}
@@ -261,15 +271,6 @@ func ops(t Tenant, e events.Event, logouts []string) []any {
 		ops = append(ops, "lx", stamp)
 	}
 	return ops
-}
-
-// queueApply queues the apply script of one session on pipe. Its answer is
-// {changed, version, end ms of a session that has ended for good, else 0}.
-func (s *Store) queueApply(ctx context.Context, pipe redis.Pipeliner, t Tenant, sessionID string, now time.Time, ops []any) *redis.Cmd {
-	args := append([]any{ms(now)}, s.tenantArgs(t)...)
-	args = append(args, s.dry())
-	args = append(args, ops...)
-	return s.call(ctx, pipe, applyProgram, []string{s.sessionKey(t.Name, sessionID)}, args...)
 }
 
 // exec runs a pipeline; the errors are read from its commands.
