@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -62,7 +64,10 @@ type ReplaySummary struct {
 func Replay(ctx context.Context, cfg ReplayConfig) (ReplaySummary, error) {
 	cfg.Streams = cfg.Streams.Defaults()
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 512
+		cfg.BatchSize = 1024
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
 	}
 	start := time.Now()
 	stream, err := cfg.JS.Stream(ctx, cfg.Streams.Stream)
@@ -101,11 +106,13 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplaySummary, error) {
 	// The batch in hand is finished even when ctx ends, unless it cannot be.
 	work := context.WithoutCancel(ctx)
 	sessions := map[string]struct{}{}
-	// apply applies items, retrying failed ones with backoff until ctx ends.
-	apply := func(items []contexts.Item) error {
+	var mu sync.Mutex // guards sum's counts and sessions while chunks are applied
+	// applyChunk applies items, retrying failed ones with backoff until ctx ends.
+	applyChunk := func(items []contexts.Item) error {
 		for attempt := uint64(1); len(items) > 0; attempt++ {
 			results, errs := cfg.Store.ApplyBatch(work, items)
 			var failed []contexts.Item
+			mu.Lock()
 			for i, it := range items {
 				switch {
 				case errs[i] != nil:
@@ -119,6 +126,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplaySummary, error) {
 					sum.Unchanged++
 				}
 			}
+			mu.Unlock()
 			if items = failed; len(items) > 0 {
 				cfg.Logger.Warn("replay: events failed, retrying", "events", len(items), "err", errs[0])
 				select {
@@ -126,6 +134,23 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplaySummary, error) {
 					return ctx.Err()
 				case <-time.After(Backoff(attempt)):
 				}
+			}
+		}
+		return nil
+	}
+	// apply applies a batch as Concurrency chunks at once, as the worker
+	// does: Redis works on one chunk while this process prepares another.
+	apply := func(items []contexts.Item) error {
+		var wg sync.WaitGroup
+		errs := make(chan error, cfg.Concurrency)
+		for chunk := range slices.Chunk(items, max(1, (len(items)+cfg.Concurrency-1)/cfg.Concurrency)) {
+			wg.Go(func() { errs <- applyChunk(chunk) })
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				return err
 			}
 		}
 		return nil

@@ -27,6 +27,7 @@ type replayFlags struct {
 	rebuild  bool
 	resume   bool
 	batch    int
+	parallel int
 }
 
 func replayCommand(cfg *config, stdout, stderr io.Writer) *cobra.Command {
@@ -56,7 +57,8 @@ func replayCommand(cfg *config, stdout, stderr io.Writer) *cobra.Command {
 	fl.BoolVar(&f.dryRun, "dry-run", false, "report what would change; write nothing")
 	fl.BoolVar(&f.rebuild, "rebuild", false, "fill an empty Redis; refuse one that holds contexts")
 	fl.BoolVar(&f.resume, "resume", false, "continue an interrupted replay from its checkpoint")
-	fl.IntVar(&f.batch, "batch", 512, "events applied per batch (a few pipelined round trips)")
+	fl.IntVar(&f.batch, "batch", 1024, "events read per batch; progress and the checkpoint advance by batches")
+	fl.IntVar(&f.parallel, "concurrency", 8, "parts of a batch applied at once (a few pipelined round trips each)")
 	return cmd
 }
 
@@ -104,7 +106,7 @@ func replay(ctx context.Context, cfg *config, f replayFlags, stdout, stderr io.W
 	progress := newProgress(stderr, log)
 	sum, err := consumer.Replay(ctx, consumer.ReplayConfig{
 		Config: consumer.Config{JS: svc.js, Streams: svc.streams, Store: store, Tenants: svc.tenants,
-			Logger: log, BatchSize: f.batch},
+			Logger: log, BatchSize: f.batch, Concurrency: f.parallel},
 		Tenant: f.tenant, FromSeq: f.fromSeq, FromTime: fromTime,
 		Progress: func(p consumer.ReplayProgress) {
 			progress.update(p)
