@@ -209,7 +209,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	// An entry lasts no longer than the token's exp; checking it again here
 	// keeps an expired token refused whatever the cache does. A token found
 	// expired is verified in full, to be refused as it always is.
-	if c, ok := v.cache.get(token, now); ok && now.Before(c.ExpiresAt.Add(v.leeway)) {
+	if len(token) > maxCachedToken {
+		return v.verify(ctx, token)
+	}
+	key := keyOf(token)
+	if c, ok := v.cache.get(key, now); ok && now.Before(c.ExpiresAt.Add(v.leeway)) {
 		return c, nil
 	}
 	c, err := v.verify(ctx, token)
@@ -220,7 +224,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	if exp := c.ExpiresAt.Add(v.leeway); exp.Before(until) {
 		until = exp
 	}
-	v.cache.put(token, c, until)
+	v.cache.put(key, c, until)
 	return c, nil
 }
 

@@ -1,9 +1,11 @@
 package auth
 
 import (
-	"hash/maphash"
+	"crypto/sha256"
+	"encoding/binary"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 const (
@@ -22,19 +24,30 @@ const (
 	cacheShards = 64
 )
 
-// cache remembers the claims of verified tokens, keyed by the token. It is a
-// fixed number of shards, each a map under its own mutex; a full shard
-// evicts an arbitrary entry (Go's map iteration order) to make room.
+// cache remembers the claims of verified tokens, keyed by a digest of the
+// token: 128 bits of SHA-256, so that no one can make two tokens share an
+// entry, and an entry does not keep the token's bytes (the token was half
+// an entry's memory). It is a fixed number of shards, each a map under its
+// own mutex; a full shard evicts an arbitrary entry (Go's map iteration
+// order) to make room.
 type cache struct {
-	seed     maphash.Seed
 	perShard int
 	shards   [cacheShards]cacheShard
 }
 
+// cacheKey is the cache's key of a token.
+type cacheKey [16]byte
+
+func keyOf(token string) cacheKey {
+	// The hash only reads the bytes: no copy of the token per request.
+	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
+	return cacheKey(sum[:16])
+}
+
 type cacheShard struct {
 	mu      sync.Mutex
-	entries map[string]cacheEntry
-	_       [48]byte // keep shards' mutexes on separate cache lines
+	entries map[cacheKey]*cacheEntry // pointers: small slots, in a map that is never full
+	_       [48]byte                 // keep shards' mutexes on separate cache lines
 }
 
 type cacheEntry struct {
@@ -47,46 +60,46 @@ type cacheEntry struct {
 // newCache returns a cache of at most size entries (rounded up to a
 // multiple of the shard count).
 func newCache(size int) *cache {
-	c := &cache{seed: maphash.MakeSeed(), perShard: max(1, (size+cacheShards-1)/cacheShards)}
+	c := &cache{perShard: max(1, (size+cacheShards-1)/cacheShards)}
 	for i := range c.shards {
-		c.shards[i].entries = make(map[string]cacheEntry)
+		c.shards[i].entries = make(map[cacheKey]*cacheEntry)
 	}
 	return c
 }
 
-func (c *cache) shard(token string) *cacheShard {
-	return &c.shards[maphash.String(c.seed, token)%cacheShards]
+func (c *cache) shard(k cacheKey) *cacheShard {
+	return &c.shards[binary.LittleEndian.Uint64(k[:8])%cacheShards]
 }
 
-// get returns the claims cached for token, if they are still to be used at
-// now. An entry past its until is dropped.
-func (c *cache) get(token string, now time.Time) (Claims, bool) {
-	s := c.shard(token)
+// get returns the claims cached for a token, if they are still to be used
+// at now. An entry past its until is dropped.
+func (c *cache) get(k cacheKey, now time.Time) (Claims, bool) {
+	s := c.shard(k)
 	s.mu.Lock()
-	e, ok := s.entries[token]
-	if ok && !now.Before(e.until) {
-		delete(s.entries, token)
-		ok = false
+	e := s.entries[k]
+	if e != nil && !now.Before(e.until) {
+		delete(s.entries, k)
+		e = nil
 	}
 	s.mu.Unlock()
-	return e.claims, ok
+	if e == nil {
+		return Claims{}, false
+	}
+	return e.claims, true
 }
 
-// put caches claims for token until the given time.
-func (c *cache) put(token string, claims Claims, until time.Time) {
-	if len(token) > maxCachedToken {
-		return
-	}
-	s := c.shard(token)
+// put caches a token's claims until the given time.
+func (c *cache) put(k cacheKey, claims Claims, until time.Time) {
+	s := c.shard(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.entries[token]; !ok && len(s.entries) >= c.perShard {
-		for k := range s.entries {
-			delete(s.entries, k)
+	if _, ok := s.entries[k]; !ok && len(s.entries) >= c.perShard {
+		for old := range s.entries {
+			delete(s.entries, old)
 			break
 		}
 	}
-	s.entries[token] = cacheEntry{claims: claims, until: until}
+	s.entries[k] = &cacheEntry{claims: claims, until: until}
 }
 
 // len is the number of cached tokens.
