@@ -7,11 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -93,6 +93,9 @@ func writeTokens(path string, ss []session) error {
 
 // loadgenMain runs a load and prints its result as JSON.
 func loadgenMain(ctx context.Context, cfg loadConfig) error {
+	// Collect garbage rarely: the load generator's own GC work would delay
+	// its requests and take CPU from the servers it measures.
+	debug.SetGCPercent(800)
 	sessions, err := readTokens(cfg.Tokens)
 	if err != nil {
 		return err
@@ -111,12 +114,6 @@ type sample struct {
 // sends on a fixed schedule and latency counts from the scheduled time, so
 // that a slow answer is not hidden by sending the next request later.
 func generateLoad(ctx context.Context, cfg loadConfig, sessions []session) loadResult {
-	tr := &http.Transport{
-		MaxIdleConns: cfg.Clients * 2, MaxIdleConnsPerHost: cfg.Clients * 2, MaxConnsPerHost: cfg.Clients,
-		IdleConnTimeout: 90 * time.Second, DisableCompression: true,
-	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	start := time.Now()
 	measureFrom := start.Add(cfg.Warmup)
 	end := measureFrom.Add(cfg.Duration)
@@ -134,6 +131,9 @@ func generateLoad(ctx context.Context, cfg loadConfig, sessions []session) loadR
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(cfg.Seed, uint64(c)))
+			conn := &httpConn{addr: strings.TrimPrefix(cfg.Base, "http://")}
+			defer conn.close()
+			var buf []byte
 			var local []sample
 			localStatus := map[string]int{}
 			var localErrs int64
@@ -158,7 +158,8 @@ func generateLoad(ctx context.Context, cfg loadConfig, sessions []session) loadR
 				}
 				s := sessions[rng.IntN(len(sessions))]
 				write := cfg.WriteFraction > 0 && rng.Float64() < cfg.WriteFraction
-				status, err := request(ctx, client, cfg, s, write, rng)
+				buf = request(buf[:0], cfg, s, write, rng)
+				status, err := conn.do(buf, 10*time.Second)
 				lat := time.Since(sent)
 				if sent.Before(measureFrom) {
 					continue
@@ -237,38 +238,22 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // grow during a run.
 var attributeKeys = []string{"pref1", "pref2", "pref3"}
 
-func request(ctx context.Context, client *http.Client, cfg loadConfig, s session, write bool, rng *rand.Rand) (int, error) {
-	var req *http.Request
-	var err error
+// request appends the HTTP request of one read or attribute write to dst.
+func request(dst []byte, cfg loadConfig, s session, write bool, rng *rand.Rand) []byte {
+	host := strings.TrimPrefix(cfg.Base, "http://")
 	key := attributeKeys[rng.IntN(len(attributeKeys))]
 	value := `"v` + strconv.Itoa(rng.IntN(1000)) + `"`
 	switch {
 	case cfg.Raw && write:
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, cfg.Base+"/raw/"+s.id+"?key="+key, strings.NewReader(value))
+		return appendRequest(dst, http.MethodPost, host, "/raw/"+s.id+"?key="+key, "", []byte(value))
 	case cfg.Raw:
-		req, err = http.NewRequestWithContext(ctx, http.MethodGet, cfg.Base+"/raw/"+s.id, nil)
+		return appendRequest(dst, http.MethodGet, host, "/raw/"+s.id, "", nil)
 	case write:
 		body := `{"key":"` + key + `","value":` + value + `}`
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, cfg.Base+"/session-context/"+tenant+"/me/context/attributes", strings.NewReader(body))
-		if err == nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
+		return appendRequest(dst, http.MethodPost, host, "/session-context/"+tenant+"/me/context/attributes", s.token, []byte(body))
 	default:
-		req, err = http.NewRequestWithContext(ctx, http.MethodGet, cfg.Base+"/session-context/"+tenant+"/me/context", nil)
+		return appendRequest(dst, http.MethodGet, host, "/session-context/"+tenant+"/me/context", s.token, nil)
 	}
-	if err != nil {
-		return 0, err
-	}
-	if !cfg.Raw {
-		req.Header.Set("Authorization", "Bearer "+s.token)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-	return resp.StatusCode, nil
 }
 
 // runLoad runs a load in a loadgen child and returns its result.
