@@ -44,6 +44,22 @@ func snapshot(t *testing.T, s *contexts.Store, tenant contexts.Tenant, sids []st
 	return snap
 }
 
+// sameSnapshots fails the test when a session's outcome differs from the live one.
+func sameSnapshots(t *testing.T, what string, live, got map[string]string) {
+	t.Helper()
+	differ := 0
+	for sid, want := range live {
+		if got[sid] != want {
+			if differ++; differ <= 3 {
+				t.Errorf("session %s differs after %s:\n live %s\n got  %s", sid, what, want, got[sid])
+			}
+		}
+	}
+	if differ > 0 {
+		t.Fatalf("%d of %d sessions differ after %s", differ, len(live), what)
+	}
+}
+
 // rawKeys returns every key under prefix with its contents: hashes whole,
 // sorted sets by member (their scores, like TTLs, are retention bookkeeping
 // that a replay refreshes).
@@ -99,18 +115,40 @@ func TestReplayIsDeterministic(t *testing.T) {
 	if sum.Read != int64(len(evs)) || sum.Interrupted || sum.Invalid != 0 {
 		t.Fatalf("rebuild summary %+v, want %d events read", sum, len(evs))
 	}
-	got := snapshot(t, rebuilt, tenant, sids)
-	differ := 0
-	for _, sid := range sids {
-		if got[sid] != want[sid] {
-			if differ++; differ <= 3 {
-				t.Errorf("session %s rebuilt differently:\n live    %s\n rebuilt %s", sid, want[sid], got[sid])
+	sameSnapshots(t, "a rebuild", want, snapshot(t, rebuilt, tenant, sids))
+
+	// A rebuild interrupted after its third batch, then resumed where it
+	// stopped, gives the same contexts.
+	third := testenv.Redis(t)
+	resumed := contexts.NewStore(third.Client, contexts.Options{Prefix: third.Prefix})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	batches := 0
+	cfg := consumer.ReplayConfig{
+		Config: consumer.Config{JS: n.JS, Streams: rg.streams, Store: resumed, Tenants: tenants, BatchSize: 200, Concurrency: 4},
+		Progress: func(consumer.ReplayProgress) {
+			batches++
+			if batches == 3 {
+				cancel()
 			}
-		}
+		},
 	}
-	if differ > 0 {
-		t.Fatalf("%d of %d sessions differ after a rebuild", differ, len(sids))
+	first, err := consumer.Replay(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if !first.Interrupted || first.Read != 600 || first.NextSeq <= 600 || first.Done >= first.Total {
+		t.Fatalf("interrupted replay: %+v, want 3 batches of 200 events applied and Interrupted", first)
+	}
+	cfg.FromSeq = first.NextSeq
+	second, err := consumer.Replay(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Interrupted || first.Read+second.Read != int64(len(evs)) {
+		t.Fatalf("resumed replay: %+v after %+v, want the other %d events", second, first, len(evs)-int(first.Read))
+	}
+	sameSnapshots(t, "an interrupted and resumed rebuild", want, snapshot(t, resumed, tenant, sids))
 
 	before := rawKeys(t, live)
 	for i := range 2 {
