@@ -188,12 +188,10 @@ type ingestResult struct {
 	rate    float64
 }
 
+// pullBatch is what the worker asks the server for at once, with the
+// concurrency the bench gives it.
 func (b *bench) pullBatch() int {
-	c := b.opts.concurrency
-	if c <= 0 {
-		c = 16 // consumer's default
-	}
-	return 4 * c // what consumer.Worker pulls
+	return consumer.New(consumer.Config{Concurrency: b.opts.concurrency}).PullWindow()
 }
 
 func (b *bench) waitTimeout(n int) time.Duration {

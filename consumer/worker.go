@@ -81,6 +81,10 @@ func New(cfg Config) *Worker {
 	return &Worker{cfg: cfg}
 }
 
+// PullWindow is how many messages the worker asks the server for at once:
+// enough for every batch in flight and as many waiting.
+func (w *Worker) PullWindow() int { return 2 * w.cfg.Concurrency * w.cfg.BatchSize }
+
 // Run provisions the streams and consumer and applies events until ctx is
 // cancelled. Then it stops pulling, finishes the messages it holds and
 // returns nil.
@@ -89,7 +93,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(2 * w.cfg.Concurrency * w.cfg.BatchSize))
+	it, err := cons.Messages(jetstream.PullMaxMessages(w.PullWindow()))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", w.cfg.Streams.Stream, err)
 	}
