@@ -16,12 +16,23 @@ import (
 // TestStoreMatchesModelInAnyOrder applies random histories in shuffled order
 // with duplicates, from two goroutines, in batches of random sizes, and
 // compares every session with the reference model; once with a customer
-// idle limit.
+// idle limit, once with one session per call of the apply program (as on
+// Redis Cluster).
 func TestStoreMatchesModelInAnyOrder(t *testing.T) {
 	idle := tenant
 	idle.CustomerIdleLimit = 45 * time.Minute
-	for _, tn := range []contexts.Tenant{tenant, idle} {
-		t.Run("idle limit "+tn.CustomerIdleLimit.String(), func(t *testing.T) {
+	cases := []struct {
+		name            string
+		tenant          contexts.Tenant
+		sessionsPerCall int // 0: the store's own
+	}{
+		{"no idle limit", tenant, 0},
+		{"idle limit 45m", idle, 0},
+		{"one session per call", tenant, 1},
+	}
+	for _, tc := range cases {
+		tn := tc.tenant
+		t.Run(tc.name, func(t *testing.T) {
 			s := modeltest.Seed(t)
 			r := rand.New(rand.NewPCG(s, s>>1))
 			now := time.Now()
@@ -42,6 +53,9 @@ func TestStoreMatchesModelInAnyOrder(t *testing.T) {
 			}
 
 			store, _ := newStore(t, now)
+			if tc.sessionsPerCall > 0 {
+				contexts.SetSessionsPerCall(store, tc.sessionsPerCall)
+			}
 			var wg sync.WaitGroup
 			for half := range 2 {
 				wg.Go(func() {

@@ -59,6 +59,11 @@ type Store struct {
 	opts      Options
 	loaded    atomic.Bool // the programs are loaded
 	functions atomic.Bool // as functions, not scripts
+	// sessionsPerCall bounds the sessions one call of the apply program
+	// changes. A call costs Redis and the worker a fixed overhead beside its
+	// sessions' work; Redis Cluster (and a Ring) needs the keys of one call
+	// on one node, so there each session has a call of its own.
+	sessionsPerCall int
 }
 
 // NewStore returns a store on rdb.
@@ -75,7 +80,11 @@ func NewStore(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Store{rdb: rdb, opts: opts}
+	perCall := 1
+	if _, single := rdb.(*redis.Client); single {
+		perCall = 32
+	}
+	return &Store{rdb: rdb, opts: opts, sessionsPerCall: perCall}
 }
 
 // Ping checks that Redis answers.
@@ -168,24 +177,22 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 	}
 	s.exec(ctx, pipe)
 
-	// The session scripts.
-	type call struct {
-		item int
-		sid  string
-		cmd  *redis.Cmd
-	}
-	var calls []call
-	heads := map[string][]any{} // per tenant: the apply script's arguments before the operations
-	queue := func(t Tenant, sessionID string, ops []any) *redis.Cmd {
-		head, ok := heads[t.Name]
-		if !ok {
-			head = append(append([]any{ms(now)}, s.tenantArgs(t)...), s.dry())
-			heads[t.Name] = head
+	// The session scripts: the sessions of one tenant in calls of up to
+	// sessionsPerCall.
+	var calls []*applyCall
+	var sessions []appliedSession
+	open := map[string]*applyCall{} // per tenant, the call being filled
+	add := func(item int, t Tenant, sid string, ops []any) {
+		c := open[t.Name]
+		if c == nil || len(c.keys) == s.sessionsPerCall {
+			c = &applyCall{args: append(append([]any{ms(now)}, s.tenantArgs(t)...), s.dry())}
+			open[t.Name] = c
+			calls = append(calls, c)
 		}
-		args := append(append(make([]any, 0, len(head)+len(ops)), head...), ops...)
-		return s.call(ctx, pipe, applyProgram, []string{s.sessionKey(t.Name, sessionID)}, args...)
+		sessions = append(sessions, appliedSession{item: item, sid: sid, call: c, at: len(c.keys)})
+		c.keys = append(c.keys, s.sessionKey(t.Name, sid))
+		c.args = append(append(c.args, len(ops)), ops...)
 	}
-	pipe = s.rdb.Pipeline()
 	for i, it := range items {
 		e, d := it.Event, it.Event.Data
 		var fromCustomer []string
@@ -198,23 +205,28 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 		}
 		if e.Type == events.CustomerLogout && d.SessionID == "" {
 			for _, sid := range fromCustomer {
-				calls = append(calls, call{i, sid, queue(it.Tenant, sid, []any{"lo", d.CustomerID, StampOf(e).String()})})
+				add(i, it.Tenant, sid, []any{"lo", d.CustomerID, StampOf(e).String()})
 			}
 			continue
 		}
-		calls = append(calls, call{i, d.SessionID, queue(it.Tenant, d.SessionID, ops(it.Tenant, e, fromCustomer))})
+		add(i, it.Tenant, d.SessionID, ops(it.Tenant, e, fromCustomer))
+	}
+	pipe = s.rdb.Pipeline()
+	for _, c := range calls {
+		c.cmd = s.call(ctx, pipe, applyProgram, c.keys, c.args...)
 	}
 	s.exec(ctx, pipe)
 
 	// The customers' indexes learn when each session's record goes: a
 	// logout that arrives before then may still move the session's end.
 	marks := map[int][]any{}
-	for _, c := range calls {
-		r, err := c.cmd.Slice()
+	for _, c := range sessions {
+		r, err := c.call.cmd.Slice()
 		if err != nil {
 			errs[c.item] = fmt.Errorf("apply %s to session %s: %w", items[c.item].Event.Type, c.sid, s.noScript(err))
 			continue
 		}
+		r = r[4*c.at : 4*c.at+4]
 		results[c.item].Changed = results[c.item].Changed || r[0].(int64) == 1
 		// A login has just indexed its session as live (+inf): only an end
 		// for good changes that.
@@ -245,6 +257,22 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 		}
 	}
 	return results, errs
+}
+
+// applyCall is one call of the apply program: sessions and their operations.
+type applyCall struct {
+	keys []string
+	args []any
+	cmd  *redis.Cmd
+}
+
+// appliedSession is a session that an item of a batch changes: the at-th of
+// its call.
+type appliedSession struct {
+	item int
+	sid  string
+	call *applyCall
+	at   int
 }
 
 // ops returns the apply script's operations for an event; logouts are the
