@@ -53,7 +53,7 @@ type Options struct {
 }
 
 // Store keeps session contexts in Redis. Every change of a session is one
-// atomic script on the session's key.
+// atomic step of a Lua program (programs.go) on the session's key.
 type Store struct {
 	rdb       redis.UniversalClient
 	opts      Options
@@ -143,8 +143,8 @@ func (s *Store) Apply(ctx context.Context, t Tenant, e events.Event) (Result, er
 // commutative: any delivery order, with duplicates, gives the same outcome,
 // so the events of a batch may concern any sessions in any order. It takes
 // at most three round trips: the customer steps of logins and of logouts
-// naming no session, then one script per session, then the customers'
-// index of ended sessions. Each event has its own result and error; an event
+// naming no session, then the sessions' steps (up to sessionsPerCall in one
+// call of the apply program), then the customers' index of ended sessions. Each event has its own result and error; an event
 // that failed may have been applied in part and is safe to apply again.
 //
 // A logout naming no session is recorded with the customer before the
@@ -275,7 +275,7 @@ type appliedSession struct {
 	at   int
 }
 
-// ops returns the apply script's operations for an event; logouts are the
+// ops returns the apply program's operations for an event; logouts are the
 // customer's logouts that a login found.
 func ops(t Tenant, e events.Event, logouts []string) []any {
 	stamp := StampOf(e).String()
