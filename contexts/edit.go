@@ -92,7 +92,9 @@ func (s *Store) Edit(ctx context.Context, t Tenant, sessionID string, e Edit) (i
 		if u.CustomerID != "" {
 			// A customer's context joins the customer's index as a login does,
 			// so that the customer's logouts reach it.
-			logouts, err := s.run(ctx, loginProgram, s.customerKeys(t.Name, u.CustomerID), sessionID, ms(s.opts.Now()), "0").StringSlice()
+			logouts, err := (&customerStep{call: &programCall{
+				cmd: s.run(ctx, loginProgram, s.customerKeys(t.Name, u.CustomerID), "0", sessionID, ms(s.opts.Now())),
+			}}).answer()
 			if err != nil {
 				return 0, fmt.Errorf("record customer of session %s: %w", sessionID, err)
 			}

@@ -162,30 +162,41 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 		return results, errs
 	}
 
-	// The customer steps.
-	customer := make([]*redis.Cmd, len(items))
+	// The customer steps: logins in calls of up to sessionsPerCall, a
+	// logout naming no session in a call of its own.
+	customer := make([]*customerStep, len(items))
+	var logins []*programCall
 	pipe := s.rdb.Pipeline()
 	for i, it := range items {
 		e, d := it.Event, it.Event.Data
 		switch {
 		case e.Type == events.CustomerLogin:
-			customer[i] = s.call(ctx, pipe, loginProgram, s.customerKeys(e.Tenant, d.CustomerID), d.SessionID, ms(e.Time), s.dry())
+			if len(logins) == 0 || len(logins[len(logins)-1].keys) == 2*s.sessionsPerCall {
+				logins = append(logins, &programCall{args: []any{s.dry()}})
+			}
+			c := logins[len(logins)-1]
+			customer[i] = &customerStep{call: c, at: len(c.keys) / 2}
+			c.keys = append(c.keys, s.customerKeys(e.Tenant, d.CustomerID)...)
+			c.args = append(c.args, d.SessionID, ms(e.Time))
 		case e.Type == events.CustomerLogout && d.SessionID == "":
-			customer[i] = s.call(ctx, pipe, logoutAllProgram, s.customerKeys(e.Tenant, d.CustomerID),
-				StampOf(e).String(), ms(e.Time), ms(now), s.opts.Retention.Milliseconds(), s.dry())
+			customer[i] = &customerStep{at: -1, call: &programCall{cmd: s.call(ctx, pipe, logoutAllProgram, s.customerKeys(e.Tenant, d.CustomerID),
+				StampOf(e).String(), ms(e.Time), ms(now), s.opts.Retention.Milliseconds(), s.dry())}}
 		}
+	}
+	for _, c := range logins {
+		c.cmd = s.call(ctx, pipe, loginProgram, c.keys, c.args...)
 	}
 	s.exec(ctx, pipe)
 
 	// The session scripts: the sessions of one tenant in calls of up to
 	// sessionsPerCall.
-	var calls []*applyCall
+	var calls []*programCall
 	var sessions []appliedSession
-	open := map[string]*applyCall{} // per tenant, the call being filled
+	open := map[string]*programCall{} // per tenant, the call being filled
 	add := func(item int, t Tenant, sid string, ops []any) {
 		c := open[t.Name]
 		if c == nil || len(c.keys) == s.sessionsPerCall {
-			c = &applyCall{args: append(append([]any{ms(now)}, s.tenantArgs(t)...), s.dry())}
+			c = &programCall{args: append(append([]any{ms(now)}, s.tenantArgs(t)...), s.dry())}
 			open[t.Name] = c
 			calls = append(calls, c)
 		}
@@ -198,7 +209,7 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 		var fromCustomer []string
 		if c := customer[i]; c != nil {
 			var err error
-			if fromCustomer, err = c.StringSlice(); err != nil {
+			if fromCustomer, err = c.answer(); err != nil {
 				errs[i] = fmt.Errorf("record %s of customer %s: %w", e.Type, d.CustomerID, s.noScript(err))
 				continue
 			}
@@ -259,8 +270,9 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 	return results, errs
 }
 
-// applyCall is one call of the apply program: sessions and their operations.
-type applyCall struct {
+// programCall is one call of a program that takes the keys and arguments
+// of several sessions or customers.
+type programCall struct {
 	keys []string
 	args []any
 	cmd  *redis.Cmd
@@ -271,8 +283,32 @@ type applyCall struct {
 type appliedSession struct {
 	item int
 	sid  string
-	call *applyCall
+	call *programCall
 	at   int
+}
+
+// customerStep is the customer step of an item: the at-th answer of its
+// call, or (at < 0) the call's only answer.
+type customerStep struct {
+	call *programCall
+	at   int
+}
+
+// answer returns the step's list of logouts or sessions.
+func (c *customerStep) answer() ([]string, error) {
+	if c.at < 0 {
+		return c.call.cmd.StringSlice()
+	}
+	all, err := c.call.cmd.Slice()
+	if err != nil {
+		return nil, err
+	}
+	list, _ := all[c.at].([]any)
+	out := make([]string, len(list))
+	for i, v := range list {
+		out[i], _ = v.(string)
+	}
+	return out, nil
 }
 
 // ops returns the apply program's operations for an event; logouts are the

@@ -1,6 +1,10 @@
--- Records that a session has a login as the customer and returns the
--- customer's logouts stamped at or after the login's time.
--- KEYS: the customer's session index and logout set. ARGV: session, login
--- ms, dry run ('1').
-if ARGV[3] ~= '1' then redis.call('ZADD', KEYS[1], 'inf', ARGV[1]) end
-return redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], '+inf', 'LIMIT', 0, 16)
+-- Records that sessions have logins as customers and returns, for each
+-- login, the customer's logouts stamped at or after the login's time.
+-- KEYS: for each login, the customer's session index and logout set.
+-- ARGV: dry run ('1'), then for each login: the session and the login's ms.
+local out = {}
+for k = 1, #KEYS, 2 do
+  if ARGV[1] ~= '1' then redis.call('ZADD', KEYS[k], 'inf', ARGV[k + 1]) end
+  out[#out + 1] = redis.call('ZRANGEBYSCORE', KEYS[k + 1], ARGV[k + 2], '+inf', 'LIMIT', 0, 16)
+end
+return out
