@@ -11,6 +11,7 @@ import (
 	"github.com/sessionctx/sessionctx/events"
 	"github.com/sessionctx/sessionctx/internal/histories"
 	"github.com/sessionctx/sessionctx/internal/modeltest"
+	"github.com/sessionctx/sessionctx/internal/testenv"
 )
 
 // TestStoreMatchesModelInAnyOrder applies random histories in shuffled order
@@ -24,11 +25,13 @@ func TestStoreMatchesModelInAnyOrder(t *testing.T) {
 	cases := []struct {
 		name            string
 		tenant          contexts.Tenant
-		sessionsPerCall int // 0: the store's own
+		sessionsPerCall int  // 0: the store's own
+		cluster         bool // on a Redis Cluster
 	}{
-		{"no idle limit", tenant, 0},
-		{"idle limit 45m", idle, 0},
-		{"one session per call", tenant, 1},
+		{"no idle limit", tenant, 0, false},
+		{"idle limit 45m", idle, 0, false},
+		{"one session per call", tenant, 1, false},
+		{"redis cluster", idle, 0, true},
 	}
 	for _, tc := range cases {
 		tn := tc.tenant
@@ -52,7 +55,13 @@ func TestStoreMatchesModelInAnyOrder(t *testing.T) {
 				batches, rest = append(batches, b), rest[n:]
 			}
 
-			store, _ := newStore(t, now)
+			var store *contexts.Store
+			if tc.cluster {
+				env := testenv.RedisCluster(t)
+				store = contexts.NewStore(env.Client, contexts.Options{Prefix: env.Prefix, Now: func() time.Time { return now }})
+			} else {
+				store, _ = newStore(t, now)
+			}
 			if tc.sessionsPerCall > 0 {
 				contexts.SetSessionsPerCall(store, tc.sessionsPerCall)
 			}

@@ -20,6 +20,7 @@ const developmentSecret = "sessionctx-development-secret-not-for-production"
 type config struct {
 	NATSURL         string
 	RedisURL        string
+	RedisMode       string
 	HTTPAddr        string
 	Role            string
 	JWTSecret       string
@@ -54,6 +55,7 @@ func (c *config) settings() []setting {
 	return []setting{
 		{"NATS_URL", "nats-url", "", "NATS server URL(s), comma separated; empty: an embedded server", &c.NATSURL},
 		{"REDIS_URL", "redis-url", "", "redis:// or rediss:// URL; empty: an in-process stand-in", &c.RedisURL},
+		{"SESSIONCTX_REDIS_MODE", "redis-mode", "single", "single, or cluster: REDIS_URL names cluster nodes (redis://host:port?addr=host2:port)", &c.RedisMode},
 		{"SESSIONCTX_HTTP_ADDR", "http-addr", ":8080", "API listen address", &c.HTTPAddr},
 		{"SESSIONCTX_ROLE", "role", "all", "all, api or worker", &c.Role},
 		{"SESSIONCTX_JWT_SECRET", "jwt-secret", "", "HS256 secret of shopper and service tokens", &c.JWTSecret},

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -161,27 +162,49 @@ func TestZeroSetup(t *testing.T) {
 
 // TestServeWithServers runs the service against the configured Redis and
 // NATS, and a worker-only replica beside it.
+// TestServeWithServers runs an api and a worker replica against real
+// servers: one Redis, and a Redis Cluster.
 func TestServeWithServers(t *testing.T) {
-	r, n := testenv.Redis(t), testenv.NATS(t)
-	env := map[string]string{
-		"REDIS_URL": r.URL, "NATS_URL": n.URL, "SESSIONCTX_JWT_SECRET": "test-secret",
-		"SESSIONCTX_STREAM": n.Stream, "SESSIONCTX_SUBJECT_PREFIX": n.SubjectPrefix, "SESSIONCTX_KEY_PREFIX": r.Prefix,
+	cases := []struct {
+		name  string
+		redis func(t *testing.T) (url, prefix, mode string)
+	}{
+		{"one redis", func(t *testing.T) (string, string, string) {
+			r := testenv.Redis(t)
+			return r.URL, r.Prefix, "single"
+		}},
+		{"redis cluster", func(t *testing.T) (string, string, string) {
+			r := testenv.RedisCluster(t)
+			return r.URL, r.Prefix, "cluster"
+		}},
 	}
-	base, _ := service(t, env, "serve", "--role", "api")
-	workerEnv := map[string]string{}
-	for k, v := range env {
-		workerEnv[k] = v
-	}
-	workerEnv["SESSIONCTX_ROLE"] = "worker"
-	service(t, workerEnv)
-	publishCart(t, n.JS, n.SubjectPrefix, "s-real")
-	token := mint(t, env, "--tenant", "acme", "--session", "s-real")
-	waitFor(t, 10*time.Second, func() (bool, string) {
-		code, body := getContext(t, base, token, "acme")
-		return code == 200 && strings.Contains(body, `"cartId":"cart-s-real"`), fmt.Sprint(code, body)
-	})
-	if code, _ := getContext(t, base, mint(t, map[string]string{}, "--tenant", "acme", "--session", "s-real"), "acme"); code != 401 {
-		t.Errorf("a token signed with the development secret got %d from a service with a configured secret, want 401", code)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			redisURL, prefix, mode := tc.redis(t)
+			n := testenv.NATS(t)
+			env := map[string]string{
+				"REDIS_URL": redisURL, "SESSIONCTX_REDIS_MODE": mode, "NATS_URL": n.URL, "SESSIONCTX_JWT_SECRET": "test-secret",
+				"SESSIONCTX_STREAM": n.Stream, "SESSIONCTX_SUBJECT_PREFIX": n.SubjectPrefix, "SESSIONCTX_KEY_PREFIX": prefix,
+			}
+			base, _ := service(t, env, "serve", "--role", "api")
+			workerEnv := maps.Clone(env)
+			workerEnv["SESSIONCTX_ROLE"] = "worker"
+			service(t, workerEnv)
+			publishCart(t, n.JS, n.SubjectPrefix, "s-real")
+			token := mint(t, env, "--tenant", "acme", "--session", "s-real")
+			waitFor(t, 10*time.Second, func() (bool, string) {
+				code, body := getContext(t, base, token, "acme")
+				return code == 200 && strings.Contains(body, `"cartId":"cart-s-real"`), fmt.Sprint(code, body)
+			})
+			if code, _ := getContext(t, base, mint(t, map[string]string{}, "--tenant", "acme", "--session", "s-real"), "acme"); code != 401 {
+				t.Errorf("a token signed with the development secret got %d from a service with a configured secret, want 401", code)
+			}
+			// A rebuild refuses a target that holds contexts, on every node.
+			err := run(context.Background(), []string{"replay", "--rebuild"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), "already holds contexts") {
+				t.Errorf("replay --rebuild into the live Redis: %v, want a refusal", err)
+			}
+		})
 	}
 }
 
@@ -193,6 +216,8 @@ func TestConfigErrors(t *testing.T) {
 		want string
 	}{
 		{"bad role", map[string]string{"SESSIONCTX_ROLE": "both"}, nil, "SESSIONCTX_ROLE"},
+		{"bad redis mode", map[string]string{"REDIS_URL": "redis://127.0.0.1:1", "SESSIONCTX_REDIS_MODE": "ring", "SESSIONCTX_JWT_SECRET": "s"}, nil, "SESSIONCTX_REDIS_MODE"},
+		{"cluster without a URL", map[string]string{"SESSIONCTX_REDIS_MODE": "cluster"}, nil, "needs REDIS_URL"},
 		{"secret required with real servers", map[string]string{"NATS_URL": "nats://127.0.0.1:1", "REDIS_URL": "redis://127.0.0.1:1"}, nil, "SESSIONCTX_JWT_SECRET or SESSIONCTX_JWKS is required"},
 		{"bad duration", map[string]string{"SESSIONCTX_RETENTION": "a day"}, nil, "SESSIONCTX_RETENTION"},
 		{"bad log level", nil, []string{"--log-level", "loud"}, "SESSIONCTX_LOG_LEVEL"},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -161,8 +163,21 @@ func tenantFlag(t string) string {
 	return " --tenant " + t
 }
 
-// anyKey returns one key matching pattern, or "".
+// anyKey returns one key matching pattern, or "". On a cluster it asks
+// every primary.
 func anyKey(ctx context.Context, rdb redis.UniversalClient, pattern string) (string, error) {
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		found := ""
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, primary *redis.Client) error {
+			k, err := anyKey(ctx, primary, pattern)
+			mu.Lock()
+			defer mu.Unlock()
+			found = cmp.Or(found, k)
+			return err
+		})
+		return found, err
+	}
 	var cursor uint64
 	for {
 		keys, next, err := rdb.Scan(ctx, cursor, pattern, 1000).Result()

@@ -84,6 +84,8 @@ func connect(ctx context.Context, cfg *config, log *slog.Logger, start bool) (_ 
 			"url", natsURL, "data_dir", or(dir, "temporary, removed at exit"))
 	}
 	switch {
+	case redisURL == "" && cfg.RedisMode == "cluster":
+		return nil, errors.New("SESSIONCTX_REDIS_MODE=cluster needs REDIS_URL: the in-process stand-in is no cluster")
 	case redisURL == "" && !start:
 		redisURL = "redis://" + cfg.EmbeddedRedis
 	case redisURL == "":
@@ -97,11 +99,10 @@ func connect(ctx context.Context, cfg *config, log *slog.Logger, start bool) (_ 
 			"url", redisURL)
 	}
 
-	opts, err := redis.ParseURL(redisURL)
+	rdb, err := newRedisClient(cfg.RedisMode, redisURL)
 	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
+		return nil, err
 	}
-	rdb := redis.NewClient(opts)
 	s.rdb = rdb
 	s.closers = append(s.closers, func() { _ = rdb.Close() })
 	s.store = contexts.NewStore(rdb, contexts.Options{Prefix: cfg.KeyPrefix, Retention: cfg.Retention})
@@ -158,4 +159,24 @@ func withServices(cmd *cobra.Command, cfg *config, stderr io.Writer, f func(*ser
 	}
 	defer svc.Close()
 	return f(svc)
+}
+
+// newRedisClient connects to one Redis, or in mode "cluster" to a Redis
+// Cluster whose nodes the URL names.
+func newRedisClient(mode, url string) (redis.UniversalClient, error) {
+	switch mode {
+	case "", "single":
+		opts, err := redis.ParseURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		return redis.NewClient(opts), nil
+	case "cluster":
+		opts, err := redis.ParseClusterURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		return redis.NewClusterClient(opts), nil
+	}
+	return nil, fmt.Errorf("SESSIONCTX_REDIS_MODE: %q is neither single nor cluster", mode)
 }

@@ -9,7 +9,8 @@
 //  3. an in-process server from internal/embedded, one per test, closed when the
 //     test ends.
 //
-// and logs its choice. Servers may be shared by concurrent tests, so each test gets
+// and logs its choice. RedisCluster gives a Redis Cluster: REDIS_CLUSTER_URL, else
+// three redis-server processes it starts, else it skips the test. Servers may be shared by concurrent tests, so each test gets
 // its own key prefix, stream name and subject prefix and must use them; cleanup
 // deletes what carries them.
 package testenv
