@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -209,5 +210,36 @@ func TestLogoutDoesNotUnindexALoginInFlight(t *testing.T) {
 		evAt(events.CustomerLogout, now, events.Data{CustomerID: "c"}))
 	if _, err := s.Get(ctx, tenant, "s"); !errors.Is(err, contexts.ErrNotFound) {
 		t.Errorf("the customer's later logout did not end the session: %v", err)
+	}
+}
+
+// TestLargeContextsAreReadByName: an event reads a session whose hash holds
+// a large value (Redis keeps it as a hashtable) by field name, customers'
+// logins and logouts included, and comes to the model's outcome.
+func TestLargeContextsAreReadByName(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	s, env := newStore(t, now)
+	cart := evAt(events.CartCreated, now.Add(-10*time.Minute), events.Data{SessionID: "s", CartID: "k"})
+	applyAll(t, s, cart)
+	big := json.RawMessage(`"` + strings.Repeat("x", 500) + `"`)
+	if _, err := s.Edit(ctx, tenant, "s", contexts.Edit{SetAttributes: map[string]json.RawMessage{"wishlist": big}}); err != nil {
+		t.Fatal(err)
+	}
+	if enc := env.Client.ObjectEncoding(ctx, env.Prefix+"s:{acme:s}").Val(); enc != "hashtable" {
+		t.Logf("the hash is a %q, not a hashtable (miniredis has no encodings): the path by name is not taken", enc)
+	}
+	evs := []events.Event{
+		cart,
+		evAt(events.CustomerLogin, now.Add(-5*time.Minute), events.Data{SessionID: "s", CustomerID: "c"}),
+		evAt(events.CustomerLogout, now.Add(-time.Minute), events.Data{CustomerID: "c"}),
+	}
+	applyAll(t, s, evs[1:]...)
+	got, err := s.Inspect(ctx, tenant, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := contexts.Fold(tenant, "s", evs); got != want || !got.Ended {
+		t.Errorf("store %+v, model %+v (ended by the customer's logout)", got, want)
 	}
 }

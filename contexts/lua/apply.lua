@@ -16,7 +16,7 @@ for k = 1, #KEYS do
   local last = i + tonumber(ARGV[i])
   i = i + 1
   begin(idle, ARGV[4], ARGV[5], ARGV[6], ARGV[7])
-  local s = load(key)
+  local s = loadfacts(key)
   local before = shown(s)
   while i <= last do
     local op = ARGV[i]
