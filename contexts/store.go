@@ -144,8 +144,9 @@ func (s *Store) Apply(ctx context.Context, t Tenant, e events.Event) (Result, er
 // so the events of a batch may concern any sessions in any order. It takes
 // at most three round trips: the customer steps of logins and of logouts
 // naming no session, then the sessions' steps (up to sessionsPerCall in one
-// call of the apply program), then the customers' index of ended sessions. Each event has its own result and error; an event
-// that failed may have been applied in part and is safe to apply again.
+// call of the apply program), then the customers' index of ended sessions.
+// Each event has its own result and error; an event that failed may have
+// been applied in part and is safe to apply again.
 //
 // A logout naming no session is recorded with the customer before the
 // customer's sessions are read; a login records its session with the
@@ -188,7 +189,7 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 	}
 	s.exec(ctx, pipe)
 
-	// The session scripts: the sessions of one tenant in calls of up to
+	// The sessions' steps: the sessions of one tenant in calls of up to
 	// sessionsPerCall.
 	var calls []*programCall
 	var sessions []appliedSession
