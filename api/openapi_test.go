@@ -41,10 +41,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 			t.Errorf("%s is in api/openapi.yaml but not served", op)
 		}
 	}
-	ref, err := loadReference(false)
-	if err != nil {
-		t.Fatalf("reference document at %s: %v", referencePath, err)
-	}
+	ref := reference(t, false)
 	refOps := operations(ref)
 	if len(refOps) != 8 {
 		t.Errorf("the reference has %d operations, want 8", len(refOps))
@@ -87,19 +84,13 @@ func operations(doc *openapi3.T) map[string]bool {
 // be an object, but its own example holds a string, ContextAttribute allows
 // string values, and DESIGN.md allows any JSON value but null.
 func TestReferenceContextSchemaIsStricterThanItsExample(t *testing.T) {
-	ref, err := loadReference(false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref := reference(t, false)
 	schema := ref.Components.Schemas["Context"].Value
 	example := map[string]any{"customObject": map[string]any{"property1": "value1"}, "customProperty": "customValue"}
 	if err := schema.VisitJSON(example); err == nil {
 		t.Error("the reference's Context schema accepts its example now: drop the patch in loadReference")
 	}
-	patched, err := loadReference(true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	patched := reference(t, true)
 	if err := patched.Components.Schemas["Context"].Value.VisitJSON(example); err != nil {
 		t.Errorf("patched Context schema refuses the example: %v", err)
 	}
@@ -109,6 +100,9 @@ func TestReferenceContextSchemaIsStricterThanItsExample(t *testing.T) {
 // every test relies on does refuse wrong answers.
 func TestValidatorCatchesMismatches(t *testing.T) {
 	d := loadDocs(t)
+	if d.ref == nil {
+		t.Skip(errNoReference) // it counts how many of the two documents refuse an answer
+	}
 	json := http.Header{"Content-Type": []string{"application/json"}}
 	for _, tt := range []struct {
 		name, method, target string
@@ -150,10 +144,7 @@ func TestReferenceOperations(t *testing.T) {
 		"POST /session-context/{tenant}/me/context/attributes",
 		"PUT /session-context/{tenant}/context/{sessionId}",
 	}
-	ref, err := loadReference(false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref := reference(t, false)
 	var got []string
 	for op := range operations(ref) {
 		got = append(got, op)
