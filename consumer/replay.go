@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,14 @@ import (
 
 	"github.com/sessionctx/sessionctx/contexts"
 	"github.com/sessionctx/sessionctx/events"
+)
+
+// A replay's defaults: 16 parts of 256 events in flight keep Redis busier
+// than the worker's 8 of 128 (a rebuild went 1.02x the live rate with 8 of
+// 128, 1.06-1.10x with these).
+const (
+	ReplayBatchSize   = 4096 // events read per batch
+	ReplayConcurrency = 16   // parts of a batch applied at once
 )
 
 // ReplayConfig configures a replay of the event stream.
@@ -62,16 +71,7 @@ type ReplaySummary struct {
 // stops after the batch in hand and returns the summary with Interrupted set
 // and NextSeq to resume from.
 func Replay(ctx context.Context, cfg ReplayConfig) (ReplaySummary, error) {
-	cfg.Streams = cfg.Streams.Defaults()
-	// Defaults: 16 parts of 256 events in flight keep Redis busier than the
-	// worker's 8 of 128 (a rebuild went 1.02x the live rate with 8 of 128,
-	// 1.06-1.10x with these).
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 4096
-	}
-	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 16
-	}
+	cfg.Config = cfg.Config.withDefaults(ReplayConcurrency, ReplayBatchSize)
 	start := time.Now()
 	stream, err := cfg.JS.Stream(ctx, cfg.Streams.Stream)
 	if err != nil {
@@ -115,11 +115,13 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplaySummary, error) {
 		for attempt := uint64(1); len(items) > 0; attempt++ {
 			results, errs := cfg.Store.ApplyBatch(work, items)
 			var failed []contexts.Item
+			var firstErr error
 			mu.Lock()
 			for i, it := range items {
 				switch {
 				case errs[i] != nil:
 					failed = append(failed, it)
+					firstErr = cmp.Or(firstErr, errs[i])
 				case results[i].Changed:
 					sum.Applied++
 					if sid := it.Event.Data.SessionID; sid != "" {
@@ -131,7 +133,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplaySummary, error) {
 			}
 			mu.Unlock()
 			if items = failed; len(items) > 0 {
-				cfg.Logger.Warn("replay: events failed, retrying", "events", len(items), "err", errs[0])
+				cfg.Logger.Warn("replay: events failed, retrying", "events", len(items), "err", firstErr)
 				select {
 				case <-ctx.Done():
 					return ctx.Err()
@@ -183,11 +185,21 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplaySummary, error) {
 			b := readBatch{nextSeq: nextSeq}
 			for b.read < int64(cfg.BatchSize) {
 				m, err := it.Next(jetstream.NextMaxWait(5 * time.Second))
-				if err != nil {
-					if !errors.Is(err, jetstream.ErrMsgIteratorClosed) && !errors.Is(err, nats.ErrTimeout) {
-						b.err = fmt.Errorf("read stream %s: %w", cfg.Streams.Stream, err)
-					}
-					done = true
+				switch {
+				case err == nil:
+				case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+					done = true // ctx ended
+				case errors.Is(err, nats.ErrTimeout) && total == 0:
+					done = true // nothing to read from the start
+				case errors.Is(err, nats.ErrTimeout):
+					// Messages were delivered and the end is not reached: a
+					// stall (a reconnect, a leader change) must not pass for
+					// the end of the stream.
+					b.err, done = fmt.Errorf("read stream %s: nothing delivered for 5s before sequence %d of %d; --resume continues", cfg.Streams.Stream, b.nextSeq, last), true
+				default:
+					b.err, done = fmt.Errorf("read stream %s: %w", cfg.Streams.Stream, err), true
+				}
+				if done {
 					break
 				}
 				md, err := m.Metadata()

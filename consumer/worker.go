@@ -65,12 +65,18 @@ type Worker struct {
 
 // New returns a worker.
 func New(cfg Config) *Worker {
+	return &Worker{cfg: cfg.withDefaults(8, 128)}
+}
+
+// withDefaults fills in what cfg leaves unset; concurrency and batch differ
+// between the worker and a replay.
+func (cfg Config) withDefaults(concurrency, batch int) Config {
 	cfg.Streams = cfg.Streams.Defaults()
 	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 8
+		cfg.Concurrency = concurrency
 	}
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 128
+		cfg.BatchSize = batch
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
@@ -78,7 +84,7 @@ func New(cfg Config) *Worker {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Worker{cfg: cfg}
+	return cfg
 }
 
 // PullWindow is how many messages the worker asks the server for at once:

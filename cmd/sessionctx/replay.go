@@ -59,8 +59,8 @@ func replayCommand(cfg *config, stdout, stderr io.Writer) *cobra.Command {
 	fl.BoolVar(&f.dryRun, "dry-run", false, "report what would change; write nothing")
 	fl.BoolVar(&f.rebuild, "rebuild", false, "fill an empty Redis; refuse one that holds contexts")
 	fl.BoolVar(&f.resume, "resume", false, "continue an interrupted replay from its checkpoint")
-	fl.IntVar(&f.batch, "batch", 4096, "events read per batch; progress and the checkpoint advance by batches")
-	fl.IntVar(&f.parallel, "concurrency", 16, "parts of a batch applied at once (a few pipelined round trips each)")
+	fl.IntVar(&f.batch, "batch", consumer.ReplayBatchSize, "events read per batch; progress and the checkpoint advance by batches")
+	fl.IntVar(&f.parallel, "concurrency", consumer.ReplayConcurrency, "parts of a batch applied at once (a few pipelined round trips each)")
 	return cmd
 }
 
