@@ -196,10 +196,9 @@ func anyKey(ctx context.Context, rdb redis.UniversalClient, pattern string) (str
 // progress shows a replay's progress: a bar on a terminal, a log line every
 // five seconds otherwise, both with rate and ETA.
 type progress struct {
-	bar      *progressbar.ProgressBar
-	log      *slog.Logger
-	lastLog  time.Time
-	lastDone uint64
+	bar     *progressbar.ProgressBar
+	log     *slog.Logger
+	lastLog time.Time
 }
 
 func newProgress(w io.Writer, log *slog.Logger) *progress {

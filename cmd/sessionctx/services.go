@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"io"
 
 	"context"
@@ -53,6 +54,13 @@ func (s *services) ready(ctx context.Context) error {
 // the embedded servers: started here when start is set (serve), else those
 // of a running `sessionctx serve`, at their listen addresses.
 func connect(ctx context.Context, cfg *config, log *slog.Logger, start bool) (_ *services, err error) {
+	// Redis settings are checked before any embedded server starts.
+	switch {
+	case cfg.RedisMode != "single" && cfg.RedisMode != "cluster":
+		return nil, fmt.Errorf("SESSIONCTX_REDIS_MODE: %q is neither single nor cluster", cfg.RedisMode)
+	case cfg.RedisURL == "" && cfg.RedisMode == "cluster":
+		return nil, errors.New("SESSIONCTX_REDIS_MODE=cluster needs REDIS_URL: the in-process stand-in is no cluster")
+	}
 	s := &services{streams: consumer.Streams{Stream: cfg.Stream, SubjectPrefix: cfg.SubjectPrefix,
 		Replicas: cfg.StreamReplicas, MaxAge: cfg.StreamMaxAge}.Defaults()}
 	defer func() {
@@ -81,11 +89,9 @@ func connect(ctx context.Context, cfg *config, log *slog.Logger, start bool) (_ 
 		s.closers = append(s.closers, n.Close)
 		natsURL = n.URL()
 		log.Warn("NATS_URL is not set: running an EMBEDDED NATS server with JetStream, for trying sessionctx out, not for production",
-			"url", natsURL, "data_dir", or(dir, "temporary, removed at exit"))
+			"url", natsURL, "data_dir", cmp.Or(dir, "temporary, removed at exit"))
 	}
 	switch {
-	case redisURL == "" && cfg.RedisMode == "cluster":
-		return nil, errors.New("SESSIONCTX_REDIS_MODE=cluster needs REDIS_URL: the in-process stand-in is no cluster")
 	case redisURL == "" && !start:
 		redisURL = "redis://" + cfg.EmbeddedRedis
 	case redisURL == "":
@@ -143,13 +149,6 @@ func redactURL(u string) string {
 	return u
 }
 
-func or(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
 // withServices connects as the operator commands do (to the embedded
 // servers of a running `sessionctx` when no URL is set), runs f and closes.
 func withServices(cmd *cobra.Command, cfg *config, stderr io.Writer, f func(*services) error) error {
@@ -164,19 +163,16 @@ func withServices(cmd *cobra.Command, cfg *config, stderr io.Writer, f func(*ser
 // newRedisClient connects to one Redis, or in mode "cluster" to a Redis
 // Cluster whose nodes the URL names.
 func newRedisClient(mode, url string) (redis.UniversalClient, error) {
-	switch mode {
-	case "", "single":
-		opts, err := redis.ParseURL(url)
-		if err != nil {
-			return nil, fmt.Errorf("REDIS_URL: %w", err)
-		}
-		return redis.NewClient(opts), nil
-	case "cluster":
+	if mode == "cluster" {
 		opts, err := redis.ParseClusterURL(url)
 		if err != nil {
 			return nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
 		return redis.NewClusterClient(opts), nil
 	}
-	return nil, fmt.Errorf("SESSIONCTX_REDIS_MODE: %q is neither single nor cluster", mode)
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	return redis.NewClient(opts), nil
 }

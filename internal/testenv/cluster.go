@@ -48,18 +48,8 @@ func RedisCluster(t testing.TB) *RedisClusterEnv {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		defer cancel()
-		// Key by key: a cluster refuses one UNLINK of keys in several slots.
-		err := client.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
-			keys, err := c.Keys(ctx, env.Prefix+"*").Result()
-			if err != nil || len(keys) == 0 {
-				return err
-			}
-			pipe := c.Pipeline()
-			for _, k := range keys {
-				pipe.Unlink(ctx, k)
-			}
-			_, err = pipe.Exec(ctx)
-			return err
+		err := client.ForEachMaster(ctx, func(_ context.Context, c *redis.Client) error {
+			return deleteKeys(c, env.Prefix)
 		})
 		if err != nil {
 			t.Errorf("testenv: delete the test's cluster keys: %v", err)

@@ -155,26 +155,27 @@ func newRedisEnv(t testing.TB, url string) *RedisEnv {
 	return env
 }
 
-// deleteKeys deletes every key that starts with prefix.
+// deleteKeys deletes every key that starts with prefix, one UNLINK per key in
+// pipelines (a cluster node refuses one UNLINK of keys in several slots).
 func deleteKeys(client *redis.Client, prefix string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	iter := client.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	var batch []string
+	pipe := client.Pipeline()
 	for iter.Next(ctx) {
-		batch = append(batch, iter.Val())
-		if len(batch) == 1000 {
-			if err := client.Unlink(ctx, batch...).Err(); err != nil {
+		pipe.Unlink(ctx, iter.Val())
+		if pipe.Len() == 1000 {
+			if _, err := pipe.Exec(ctx); err != nil {
 				return err
 			}
-			batch = batch[:0]
 		}
 	}
 	if err := iter.Err(); err != nil {
 		return err
 	}
-	if len(batch) > 0 {
-		return client.Unlink(ctx, batch...).Err()
+	if pipe.Len() > 0 {
+		_, err := pipe.Exec(ctx)
+		return err
 	}
 	return nil
 }
