@@ -62,6 +62,19 @@ func TestEditsInOneMillisecond(t *testing.T) {
 	if v != 101 {
 		t.Errorf("version %d after 100 edits, want 101", v)
 	}
+	// An edit that writes what is already shown bumps no version; the edit
+	// right after it must still win.
+	for i := range 50 {
+		cur := []string{"USD", "GBP"}[i%2]
+		for _, c := range []string{"GBP", cur} {
+			if _, err := s.Edit(ctx, tenant, "s", contexts.Edit{Set: map[contexts.Field]string{contexts.FieldCurrency: c}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, err := s.Get(ctx, tenant, "s"); err != nil || got.Currency != cur {
+			t.Fatalf("round %d: currency %q (%v), want the later edit's %s", i, got.Currency, err, cur)
+		}
+	}
 }
 
 func TestUpserts(t *testing.T) {
@@ -156,6 +169,30 @@ func TestCustomerIndexKeepsEndedSessionsUntilTheyGo(t *testing.T) {
 	}
 	if ttl := env.Client.PTTL(ctx, index).Val(); ttl >= 0 {
 		t.Errorf("index with a live session expires in %s", ttl)
+	}
+}
+
+// TestCustomerIndexFollowsEveryLogout: a logout naming its session lowers
+// the session's keep-until time in the customer's index, and a login after
+// every session of the customer had ended makes the index lasting again.
+func TestCustomerIndexFollowsEveryLogout(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	s, env := newStore(t, now)
+	index := env.Prefix + "cs:{acme:c:c}"
+	applyAll(t, s,
+		evAt(events.CustomerLogin, now.Add(-time.Hour), events.Data{SessionID: "a", CustomerID: "c"}),
+		evAt(events.CustomerLogout, now.Add(-time.Minute), events.Data{SessionID: "a", CustomerID: "c"}),
+	)
+	if score := env.Client.ZScore(ctx, index, "a").Val(); math.IsInf(score, 1) {
+		t.Errorf("session a, logged out, is kept at +inf in the index")
+	}
+	if ttl := env.Client.PTTL(ctx, index).Val(); ttl <= 0 {
+		t.Errorf("index of ended sessions only has TTL %s, want it to expire", ttl)
+	}
+	applyAll(t, s, evAt(events.CustomerLogin, now.Add(-30*time.Second), events.Data{SessionID: "b", CustomerID: "c"}))
+	if ttl := env.Client.PTTL(ctx, index).Val(); ttl >= 0 {
+		t.Errorf("index with the live session b expires in %s", ttl)
 	}
 }
 

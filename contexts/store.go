@@ -241,9 +241,11 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 		r = r[4*c.at : 4*c.at+4]
 		results[c.item].Changed = results[c.item].Changed || r[0].(int64) == 1
 		// A login has just indexed its session as live (+inf): only an end
-		// for good changes that.
+		// for good changes that. A logout, naming its session or not,
+		// tells the customer's index when the session's record goes.
+		e := items[c.item].Event
 		expiry, final := r[2].(int64), r[3].(int64) == 1
-		if customer[c.item] != nil && (final || items[c.item].Event.Type == events.CustomerLogout) {
+		if (e.Type == events.CustomerLogin && final) || e.Type == events.CustomerLogout {
 			mode, keep := ">", "inf"
 			if expiry > 0 {
 				keep = strconv.FormatInt(expiry, 10)

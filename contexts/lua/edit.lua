@@ -6,9 +6,9 @@
 -- none), then operations:
 --   create <lifetime ms> <customer or ''> | w <field> <value> | lo <customer> <stamp>
 --   clearattrs | aset <name> <json> | adel <name>
--- The edit is stamped with Redis's clock, shared by every API replica, and
--- an id that grows with the version, so that of two edits in one millisecond
--- the later wins.
+-- The edit is stamped with Redis's clock, shared by every API replica, then
+-- the microsecond and the version, so that of two edits in one millisecond
+-- the later wins, also when the first changed nothing a reader sees.
 -- Returns {'ok', version} | {'notfound'} | {'ended'} | {'conflict', version}
 --       | {'customer', stored customer} | {'noattr'} | {'limit', 'attributes' | 'context'}.
 local key = KEYS[1]
@@ -21,7 +21,9 @@ local maxAttrs, maxBytes = tonumber(ARGV[10]), tonumber(ARGV[11])
 local expectCustomer, expectedCustomer = ARGV[12] == '1', ARGV[13]
 local s = load(key)
 local before = shown(s)
-local stamp = b36time(now) .. string.format('~%012d', (tonumber(s.v) or 0) + 1)
+-- Of two edits in one millisecond the later has the later microsecond
+-- (Redis runs one script at a time; each takes more than one).
+local stamp = b36time(now) .. string.format('~%03d%012d', tonumber(tm[2]) % 1000, (tonumber(s.v) or 0) + 1)
 local cid = s.cid and select(2, split(s.cid)) or ''
 local i = 14
 local created = false
