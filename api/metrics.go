@@ -41,8 +41,20 @@ type metricChildren struct {
 // maxCachedChildren bounds metrics.children.
 const maxCachedChildren = 1024
 
+// metricMethod is the method label: the standard methods by name, any
+// other "other", so that clients cannot make up label values.
+func metricMethod(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return method
+	}
+	return "other"
+}
+
 // observe counts a request and records its duration.
 func (m *metrics) observe(method, route string, code int, elapsed time.Duration) {
+	method = metricMethod(method)
 	key := metricLabels{method, route, code}
 	var ch *metricChildren
 	if v, ok := m.children.Load(key); ok {
