@@ -92,9 +92,7 @@ func (s *Store) Edit(ctx context.Context, t Tenant, sessionID string, e Edit) (i
 		if u.CustomerID != "" {
 			// A customer's context joins the customer's index as a login does,
 			// so that the customer's logouts reach it.
-			logouts, err := (&customerStep{call: &programCall{
-				cmd: s.run(ctx, loginProgram, s.customerKeys(t.Name, u.CustomerID), "0", sessionID, ms(s.opts.Now())),
-			}}).answer()
+			logouts, err := stringListAt(s.run(ctx, loginProgram, s.customerKeys(t.Name, u.CustomerID), "0", sessionID, ms(s.opts.Now())), 0)
 			if err != nil {
 				return 0, fmt.Errorf("record customer of session %s: %w", sessionID, err)
 			}

@@ -216,8 +216,9 @@ func (s *Store) ApplyBatch(ctx context.Context, items []Item) ([]Result, []error
 			}
 		}
 		if e.Type == events.CustomerLogout && d.SessionID == "" {
+			stamp := StampOf(e).String()
 			for _, sid := range fromCustomer {
-				add(i, it.Tenant, sid, []any{"lo", d.CustomerID, StampOf(e).String()})
+				add(i, it.Tenant, sid, []any{"lo", d.CustomerID, stamp})
 			}
 			continue
 		}
@@ -302,11 +303,16 @@ func (c *customerStep) answer() ([]string, error) {
 	if c.at < 0 {
 		return c.call.cmd.StringSlice()
 	}
-	all, err := c.call.cmd.Slice()
+	return stringListAt(c.call.cmd, c.at)
+}
+
+// stringListAt returns the at-th list of strings of a list of lists.
+func stringListAt(cmd *redis.Cmd, at int) ([]string, error) {
+	all, err := cmd.Slice()
 	if err != nil {
 		return nil, err
 	}
-	list, _ := all[c.at].([]any)
+	list, _ := all[at].([]any)
 	out := make([]string, len(list))
 	for i, v := range list {
 		out[i], _ = v.(string)

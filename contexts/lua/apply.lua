@@ -9,13 +9,14 @@
 -- 0 for none), ended for good (0/1).
 local now, retention, idle = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local dry = ARGV[8] == '1'
+tenant(idle, ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 local out = {}
 local i = 9
 for k = 1, #KEYS do
   local key = KEYS[k]
   local last = i + tonumber(ARGV[i])
   i = i + 1
-  begin(idle, ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+  begin()
   local s = loadfacts(key)
   local before = shown(s)
   while i <= last do

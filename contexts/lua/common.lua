@@ -120,17 +120,22 @@ local function visible(s, now)
   return s.ca and not s.e and (not s.dl or tonumber(s.dl) > now)
 end
 
--- The state of one run. A program starts with begin: as a Redis function,
--- the library's upvalues outlive the call.
+-- The state of one run. A program sets it with tenant and begin: as a Redis
+-- function, the library's upvalues outlive the call.
 -- track_changes: whether to keep lc, the time of the last change (only a
 -- tenant with a customer idle limit needs it); DEFS: the tenant's default
 -- of each field; dirty: pending changes, written at the end in one
 -- HSET/HDEL; changed: any fact changed; seen: a value a reader sees changed.
 local track_changes, DEFS, dirty, changed, seen
 
-local function begin(idle, site, cur, lang, loc)
+-- tenant sets the tenant's part, once per call.
+local function tenant(idle, site, cur, lang, loc)
   track_changes = idle > 0
   DEFS = {site = site, cur = cur, lang = lang, loc = loc}
+end
+
+-- begin starts a session's step.
+local function begin()
   dirty, changed, seen = {}, false, false
 end
 
@@ -173,10 +178,7 @@ local function minstamp(s, k, v)
   if not s[k] or s[k] > v then put(s, k, v) end
 end
 
--- Keeps a logout of the customer naming no session. Only the first logout
--- after the session's earliest login as the customer can end it, and that
--- login can only move earlier: later logouts are dropped, and past the cap
--- the earliest ones (which only a login earlier still would need).
+-- Notes that the session has logins or logouts of the customer.
 local function addcustomer(s, customer)
   for _, c in ipairs(customers(s)) do
     if c == customer then return end
@@ -184,12 +186,29 @@ local function addcustomer(s, customer)
   put(s, 'cs', s.cs and (s.cs .. ',' .. customer) or customer)
 end
 
+-- Once the session's earliest login as the customer is known, only the
+-- first logout after it can end the session: the others go, whichever came
+-- first (a login earlier still reads the customer's logouts itself), so
+-- that the stored list does not depend on the order of delivery. kept
+-- returns what stays of a sorted list of logouts (nil: none).
+local function kept(list, li)
+  if not li then return list end
+  for st in string.gmatch(list or '', '[^,]+') do
+    if st > li then return st end
+  end
+  return nil
+end
+
 -- Records a login as the customer.
 local function login(s, customer, stamp)
   addcustomer(s, customer)
   minstamp(s, 'li:' .. customer, stamp)
+  local k = 'lo:' .. customer
+  if s[k] then put(s, k, kept(s[k], s['li:' .. customer])) end
 end
 
+-- Keeps a logout of the customer naming no session: while the session has
+-- no login as the customer, the latest MAX_LOGOUTS; then the first after it.
 local function addlogout(s, customer, stamp)
   addcustomer(s, customer)
   local k = 'lo:' .. customer
@@ -200,17 +219,8 @@ local function addlogout(s, customer, stamp)
   end
   list[#list + 1] = stamp
   table.sort(list)
-  local li = s['li:' .. customer]
-  if li then
-    for j = 1, #list do
-      if list[j] > li then
-        for _ = j + 1, #list do table.remove(list) end
-        break
-      end
-    end
-  end
   while #list > MAX_LOGOUTS do table.remove(list, 1) end
-  put(s, k, table.concat(list, ','))
+  put(s, k, kept(table.concat(list, ','), s['li:' .. customer]))
 end
 
 -- Recomputes the derived fields, bumps the version on a visible change

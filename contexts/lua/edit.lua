@@ -15,7 +15,8 @@ local key = KEYS[1]
 local tm = redis.call('TIME')
 local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
 local retention, idle = tonumber(ARGV[1]), tonumber(ARGV[2])
-begin(idle, ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+tenant(idle, ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+begin()
 local access, customer, expected = ARGV[7], ARGV[8], ARGV[9]
 local maxAttrs, maxBytes = tonumber(ARGV[10]), tonumber(ARGV[11])
 local expectCustomer, expectedCustomer = ARGV[12] == '1', ARGV[13]
