@@ -194,9 +194,7 @@ func (s *server) patchMyContext(c echo.Context) error {
 	if edit.Context, edit.ReplaceContext, err = s.context(body); err != nil {
 		return err
 	}
-	ctx, cancel := s.storeCtx(c)
-	defer cancel()
-	if _, err := s.store.Edit(ctx, t, sid, edit); err != nil {
+	if err := s.edit(c, t, sid, edit); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -323,14 +321,7 @@ func (s *server) postAttribute(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	key, value, err := s.attribute(c)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := s.storeCtx(c)
-	defer cancel()
-	edit := contexts.Edit{Access: contexts.Access{Kind: contexts.AccessService}, SetAttributes: map[string]json.RawMessage{key: value}}
-	if _, err := s.store.Edit(ctx, t, sid, edit); err != nil {
+	if _, err := s.setAttribute(c, t, sid, contexts.Access{Kind: contexts.AccessService}); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -342,17 +333,20 @@ func (s *server) postMyAttribute(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	key, value, err := s.attribute(c)
+	key, err := s.setAttribute(c, t, sid, access)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := s.storeCtx(c)
-	defer cancel()
-	edit := contexts.Edit{Access: access, SetAttributes: map[string]json.RawMessage{key: value}}
-	if _, err := s.store.Edit(ctx, t, sid, edit); err != nil {
-		return err
-	}
 	return c.JSON(http.StatusCreated, key)
+}
+
+// setAttribute sets the attribute of the request's body and returns its key.
+func (s *server) setAttribute(c echo.Context, t contexts.Tenant, sid string, access contexts.Access) (string, error) {
+	key, value, err := s.attribute(c)
+	if err != nil {
+		return "", err
+	}
+	return key, s.edit(c, t, sid, contexts.Edit{Access: access, SetAttributes: map[string]json.RawMessage{key: value}})
 }
 
 // DELETE /session-context/:tenant/context/:sessionId/attributes/:attributeName
@@ -381,10 +375,16 @@ func (s *server) removeAttribute(c echo.Context, t contexts.Tenant, sid string, 
 	if err := s.checkKey(name, "attributeName"); err != nil {
 		return err
 	}
-	ctx, cancel := s.storeCtx(c)
-	defer cancel()
-	if _, err := s.store.Edit(ctx, t, sid, contexts.Edit{Access: access, DeleteAttribute: name}); err != nil {
+	if err := s.edit(c, t, sid, contexts.Edit{Access: access, DeleteAttribute: name}); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// edit applies an edit within the store's timeout.
+func (s *server) edit(c echo.Context, t contexts.Tenant, sid string, e contexts.Edit) error {
+	ctx, cancel := s.storeCtx(c)
+	defer cancel()
+	_, err := s.store.Edit(ctx, t, sid, e)
+	return err
 }
