@@ -207,7 +207,7 @@ func Decode(body []byte, subject string, received time.Time) (Event, error) {
 	}
 	ev.Time = ev.Time.UTC().Truncate(time.Millisecond)
 	if ev.Time.Year() < 2000 {
-		return Event{}, invalid("time %s is before the year 2000", env.Time)
+		return Event{}, invalid("time %s is before the year 2000", ev.Time.Format(TimeFormat))
 	}
 	if !received.IsZero() && ev.Time.After(received.Add(MaxFutureSkew)) {
 		return Event{}, invalid("time %s is more than %s ahead of the stream's receive time %s",
