@@ -186,29 +186,16 @@ local function addcustomer(s, customer)
   put(s, 'cs', s.cs and (s.cs .. ',' .. customer) or customer)
 end
 
--- Once the session's earliest login as the customer is known, only the
--- first logout after it can end the session: the others go, whichever came
--- first (a login earlier still reads the customer's logouts itself), so
--- that the stored list does not depend on the order of delivery. kept
--- returns what stays of a sorted list of logouts (nil: none).
-local function kept(list, li)
-  if not li then return list end
-  for st in string.gmatch(list or '', '[^,]+') do
-    if st > li then return st end
-  end
-  return nil
-end
-
 -- Records a login as the customer.
 local function login(s, customer, stamp)
   addcustomer(s, customer)
   minstamp(s, 'li:' .. customer, stamp)
-  local k = 'lo:' .. customer
-  if s[k] then put(s, k, kept(s[k], s['li:' .. customer])) end
 end
 
--- Keeps a logout of the customer naming no session: while the session has
--- no login as the customer, the latest MAX_LOGOUTS; then the first after it.
+-- Keeps a logout of the customer naming no session. Only the first logout
+-- after the session's earliest login as the customer can end it, and that
+-- login can only move earlier: later logouts are dropped, and past the cap
+-- the earliest ones (which only a login earlier still would need).
 local function addlogout(s, customer, stamp)
   addcustomer(s, customer)
   local k = 'lo:' .. customer
@@ -219,8 +206,17 @@ local function addlogout(s, customer, stamp)
   end
   list[#list + 1] = stamp
   table.sort(list)
+  local li = s['li:' .. customer]
+  if li then
+    for j = 1, #list do
+      if list[j] > li then
+        for _ = j + 1, #list do table.remove(list) end
+        break
+      end
+    end
+  end
   while #list > MAX_LOGOUTS do table.remove(list, 1) end
-  put(s, k, kept(table.concat(list, ','), s['li:' .. customer]))
+  put(s, k, table.concat(list, ','))
 end
 
 -- Recomputes the derived fields, bumps the version on a visible change
