@@ -112,11 +112,18 @@ func (r rig) publish(t *testing.T, msgID, subject string, body []byte) {
 func (r rig) waitDrained(t *testing.T, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
+	stream, err := r.nats.JS.Stream(context.Background(), r.streams.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Everything published so far must be acknowledged: a consumer's pending
+	// count can lag just after publishing, and read 0 before the worker ran.
+	last := stream.CachedInfo().State.LastSeq
 	for {
 		info, err := r.nats.JS.Consumer(context.Background(), r.streams.Stream, r.streams.Durable)
 		if err == nil {
 			ci := info.CachedInfo()
-			if ci.NumPending == 0 && ci.NumAckPending == 0 && ci.NumRedelivered == 0 {
+			if ci.AckFloor.Stream >= last && ci.NumPending == 0 && ci.NumAckPending == 0 && ci.NumRedelivered == 0 {
 				return
 			}
 			if time.Now().After(deadline) {
