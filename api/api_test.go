@@ -331,6 +331,10 @@ func TestPutContext(t *testing.T) {
 	v.expect(put("cust", "", `{"metadata": {"version": 1}, "currency": "USD"}`), http.StatusBadRequest, "saas-token")
 	v.expect(put("cust", "", `{"metadata": {"version": 1}}`, saasToken(t, "c2")), http.StatusForbidden, "another customer")
 	v.expect(put("cust", "", `{"metadata": {"version": 1}}`, []string{"saas-token", "junk"}), http.StatusUnauthorized, "saas-token")
+	noTenant := signed(t, jwt.SigningMethodHS256, saasSecret, jwt.MapClaims{"sub": "c1", "exp": time.Now().Add(time.Hour).Unix()})
+	v.expect(put("cust", "", `{"metadata": {"version": 1}}`, []string{"saas-token", noTenant}), http.StatusForbidden, "tenant")
+	otherTenant := mint(t, saasSecret, auth.TokenSpec{Tenant: "globex", CustomerID: "c1"})
+	v.expect(put("cust", "", `{"metadata": {"version": 1}}`, []string{"saas-token", otherTenant}), http.StatusForbidden, "tenant")
 	v.expect(put("cust", "", `{"metadata": {"version": 1}, "customerId": "c2"}`, saasToken(t, "c2")), http.StatusBadRequest, "customerId")
 	v.expect(put("cust", "", `{"metadata": {"version": 1}, "customerId": "c1", "currency": "USD"}`, saasToken(t, "c1")), http.StatusNoContent, "")
 	if got := v.get("cust"); got.str("customerId") != "c1" || got.str("currency") != "USD" || got.version() != 2 {

@@ -283,7 +283,9 @@ func (s *server) checkSaasToken(c echo.Context, t contexts.Tenant, customer stri
 	if err != nil {
 		return unauthorized("saas-token: "+err.Error(), nil)
 	}
-	if claims.Tenant != "" && claims.Tenant != t.Name {
+	// Customer ids are the tenant's own: a saas-token that names no tenant
+	// would prove the customer of every tenant.
+	if claims.Tenant != t.Name {
 		return forbidden("the saas-token is not valid for tenant %q", t.Name)
 	}
 	if claims.Subject != customer {
