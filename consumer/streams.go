@@ -25,7 +25,16 @@ type Streams struct {
 	MaxAge time.Duration
 	// Replicas of the streams and consumer (3 in a clustered deployment).
 	Replicas int
+	// MaxAckPending bounds the messages delivered to all of the consumer's
+	// workers together and not yet acknowledged: it must hold every
+	// worker's pull window (Worker.PullWindow), or the server holds back
+	// deliveries.
+	MaxAckPending int
 }
+
+// DefaultMaxAckPending holds the pull windows of 32 workers at their default
+// concurrency and batch size.
+const DefaultMaxAckPending = 65536
 
 // Defaults fills unset fields with the production defaults.
 func (s Streams) Defaults() Streams {
@@ -40,6 +49,9 @@ func (s Streams) Defaults() Streams {
 	}
 	if s.Replicas <= 0 {
 		s.Replicas = 1
+	}
+	if s.MaxAckPending <= 0 {
+		s.MaxAckPending = DefaultMaxAckPending
 	}
 	return s
 }
@@ -94,7 +106,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, s Streams) (jetstrea
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       30 * time.Second,
 		MaxDeliver:    -1,
-		MaxAckPending: 4096,
+		MaxAckPending: s.MaxAckPending,
 		Replicas:      s.Replicas,
 	})
 	if err != nil {

@@ -105,6 +105,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.cfg.Logger.Info("worker consuming", "stream", w.cfg.Streams.Stream, "consumer", w.cfg.Streams.Durable,
 		"concurrency", w.cfg.Concurrency, "batch", w.cfg.BatchSize)
+	if w.PullWindow() > w.cfg.Streams.MaxAckPending {
+		w.cfg.Logger.Warn("the consumer's max ack pending is below this worker's pull window: the server will hold back deliveries",
+			"max_ack_pending", w.cfg.Streams.MaxAckPending, "pull_window", w.PullWindow())
+	}
 
 	// In-flight work finishes with a context of its own, so that shutdown
 	// does not abort half-applied messages.

@@ -32,6 +32,7 @@ type config struct {
 	Stream          string
 	StreamReplicas  int
 	StreamMaxAge    time.Duration
+	MaxAckPending   int
 	SubjectPrefix   string
 	KeyPrefix       string
 	LogLevel        string
@@ -67,6 +68,7 @@ func (c *config) settings() []setting {
 		{"SESSIONCTX_STREAM", "stream", "SESSION_EVENTS", "event stream name", &c.Stream},
 		{"SESSIONCTX_STREAM_REPLICAS", "stream-replicas", "1", "replicas of the streams and consumer (3 on a NATS cluster)", &c.StreamReplicas},
 		{"SESSIONCTX_STREAM_MAX_AGE", "stream-max-age", "168h", "how long the stream keeps events (the replay horizon)", &c.StreamMaxAge},
+		{"SESSIONCTX_MAX_ACK_PENDING", "max-ack-pending", "65536", "events delivered to all workers together and not yet acknowledged; at least the workers' pull windows (2 x concurrency x batch each)", &c.MaxAckPending},
 		{"SESSIONCTX_SUBJECT_PREFIX", "subject-prefix", "", "prefix of every event subject (to share a NATS account)", &c.SubjectPrefix},
 		{"SESSIONCTX_KEY_PREFIX", "key-prefix", "sctx:", "prefix of every Redis key", &c.KeyPrefix},
 		{"SESSIONCTX_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", &c.LogLevel},

@@ -62,7 +62,7 @@ func connect(ctx context.Context, cfg *config, log *slog.Logger, start bool) (_ 
 		return nil, errors.New("SESSIONCTX_REDIS_MODE=cluster needs REDIS_URL: the in-process stand-in is no cluster")
 	}
 	s := &services{streams: consumer.Streams{Stream: cfg.Stream, SubjectPrefix: cfg.SubjectPrefix,
-		Replicas: cfg.StreamReplicas, MaxAge: cfg.StreamMaxAge}.Defaults()}
+		Replicas: cfg.StreamReplicas, MaxAge: cfg.StreamMaxAge, MaxAckPending: cfg.MaxAckPending}.Defaults()}
 	defer func() {
 		if err != nil {
 			s.Close()
