@@ -144,7 +144,15 @@ local function put(s, k, v)
     s[k] = v
     dirty[k] = true
     changed = true
-    if isattr(k) then seen = true end
+  end
+end
+
+-- Sets or (v nil) removes an attribute: a change a reader sees. Only the
+-- edit program writes attributes, so that put need not tell them apart.
+local function putattr(s, k, v)
+  if s[k] ~= v then
+    put(s, k, v)
+    seen = true
   end
 end
 

@@ -67,14 +67,14 @@ while i <= #ARGV do
     addlogout(s, ARGV[i + 1], ARGV[i + 2]); i = i + 3
   elseif op == 'clearattrs' then
     for k in pairs(s) do
-      if isattr(k) then put(s, k, nil) end
+      if isattr(k) then putattr(s, k, nil) end
     end
     i = i + 1
   elseif op == 'aset' then
-    put(s, 'a:' .. ARGV[i + 1], ARGV[i + 2]); i = i + 3
+    putattr(s, 'a:' .. ARGV[i + 1], ARGV[i + 2]); i = i + 3
   elseif op == 'adel' then
     if not s['a:' .. ARGV[i + 1]] then return {'noattr'} end
-    put(s, 'a:' .. ARGV[i + 1], nil); i = i + 2
+    putattr(s, 'a:' .. ARGV[i + 1], nil); i = i + 2
   else
     return redis.error_reply('unknown operation ' .. tostring(op))
   end
