@@ -44,7 +44,10 @@ type serverConfig struct {
 	Stream        string `json:"stream,omitempty"`
 	SubjectPrefix string `json:"subjectPrefix,omitempty"`
 	Concurrency   int    `json:"concurrency,omitempty"`
-	Secret        string `json:"secret,omitempty"`
+	// RawStore has the worker apply events with rawStore, the second ingest
+	// baseline, instead of the store.
+	RawStore bool   `json:"rawStore,omitempty"`
+	Secret   string `json:"secret,omitempty"`
 }
 
 func childMain(args []string) int {
@@ -118,9 +121,13 @@ func serveChild(ctx context.Context, kind string, cfg serverConfig) error {
 		if err != nil {
 			return err
 		}
+		var applier consumer.Applier = store
+		if cfg.RawStore {
+			applier = rawStore{rdb: rdb, prefix: cfg.KeyPrefix}
+		}
 		w := consumer.New(consumer.Config{
 			JS: js, Streams: consumer.Streams{Stream: cfg.Stream, SubjectPrefix: cfg.SubjectPrefix},
-			Store: store, Tenants: contexts.DefaultTenants(), Logger: log, Concurrency: cfg.Concurrency,
+			Store: applier, Tenants: contexts.DefaultTenants(), Logger: log, Concurrency: cfg.Concurrency,
 			Metrics: consumer.NewMetrics(prometheus.NewRegistry()),
 		})
 		if err := printReady(ready); err != nil {

@@ -202,7 +202,8 @@ func (b *bench) waitTimeout(n int) time.Duration {
 }
 
 // ingest: the worker applying N events against a bare consumer acking the
-// same N messages from a copy of the stream.
+// same N messages from a copy of the stream, and against the worker with
+// rawStore, which only reads and writes each event's session.
 func (b *bench) ingest(ctx context.Context) error {
 	n := b.opts.events
 	now := time.Now()
@@ -216,36 +217,31 @@ func (b *bench) ingest(ctx context.Context) error {
 	}
 	live := consumer.Streams{Stream: b.streamName("ingest"), SubjectPrefix: b.subjectPrefix("in")}.Defaults()
 	raw := consumer.Streams{Stream: b.streamName("raw"), SubjectPrefix: b.subjectPrefix("raw")}.Defaults()
-	b.own(live.Stream, live.DeadLetterStream(), raw.Stream, raw.DeadLetterStream())
-	liveCons, err := consumer.Provision(ctx, b.js, live)
-	if err != nil {
-		return err
-	}
-	rawCons, err := consumer.Provision(ctx, b.js, raw)
-	if err != nil {
-		return err
-	}
+	rawStore := consumer.Streams{Stream: b.streamName("rawstore"), SubjectPrefix: b.subjectPrefix("rs")}.Defaults()
+	all := []consumer.Streams{raw, rawStore, live}
+	cons := make([]jetstream.Consumer, len(all))
+	seqs := make([]uint64, len(all))
 	t := time.Now()
-	for _, s := range []consumer.Streams{raw, live} {
+	for i, s := range all {
+		b.own(s.Stream, s.DeadLetterStream())
+		if cons[i], err = consumer.Provision(ctx, b.js, s); err != nil {
+			return err
+		}
 		if err := b.publish(ctx, s.SubjectPrefix, evs); err != nil {
 			return err
 		}
+		var msgs uint64
+		if seqs[i], msgs, err = b.lastSeq(ctx, s.Stream); err != nil {
+			return err
+		}
+		if msgs != uint64(n) {
+			return fmt.Errorf("stream %s holds %d messages, want %d", s.Stream, msgs, n)
+		}
 	}
-	logf("published %d events (%d bytes on average) to each of 2 streams in %s", n, size/n, time.Since(t).Round(time.Millisecond))
-	rawSeq, rawMsgs, err := b.lastSeq(ctx, raw.Stream)
-	if err != nil {
-		return err
-	}
-	liveSeq, liveMsgs, err := b.lastSeq(ctx, live.Stream)
-	if err != nil {
-		return err
-	}
-	if rawMsgs != uint64(n) || liveMsgs != uint64(n) {
-		return fmt.Errorf("streams hold %d and %d messages, want %d", rawMsgs, liveMsgs, n)
-	}
+	logf("published %d events (%d bytes on average) to each of %d streams in %s", n, size/n, len(all), time.Since(t).Round(time.Millisecond))
 
 	// Raw limit: pull with the worker's batch size, ack, nothing else.
-	it, err := rawCons.Messages(jetstream.PullMaxMessages(b.pullBatch()))
+	it, err := cons[0].Messages(jetstream.PullMaxMessages(b.pullBatch()))
 	if err != nil {
 		return err
 	}
@@ -261,7 +257,7 @@ func (b *bench) ingest(ctx context.Context) error {
 			_ = msg.Ack()
 		}
 	}()
-	t1, err := waitAcked(ctx, rawCons, rawSeq, b.waitTimeout(n), "raw consumer")
+	t1, err := waitAcked(ctx, cons[0], seqs[0], b.waitTimeout(n), "raw consumer")
 	it.Stop()
 	if err != nil {
 		return err
@@ -269,38 +265,58 @@ func (b *bench) ingest(ctx context.Context) error {
 	rawRate := float64(n) / t1.Sub(t0).Seconds()
 	logf("raw consumer: %d messages acked in %s: %.0f/s; %s", n, t1.Sub(t0).Round(time.Millisecond), rawRate, win.end(ctx))
 
-	b.waitQuiet(ctx, "the worker")
-	w, err := b.startChild(ctx, "worker", serverConfig{
-		RedisURL: b.redisURL, NATSURL: b.natsURL, KeyPrefix: b.keyPrefix("ingest"),
-		Stream: live.Stream, SubjectPrefix: live.SubjectPrefix, Concurrency: b.opts.concurrency,
-	})
+	rawStoreRate, err := b.timeWorker(ctx, "worker with the raw store", rawStore, cons[1], seqs[1], n, b.keyPrefix("rawstore"), true)
 	if err != nil {
 		return err
 	}
-	defer w.stop()
-	stopProfile := b.profile(w, "worker-ingest")
-	win = b.cpuStart(ctx, w)
-	t0 = time.Now()
-	t1, err = waitAcked(ctx, liveCons, liveSeq, b.waitTimeout(n), "worker")
-	stopProfile()
+	rate, err := b.timeWorker(ctx, "worker", live, cons[2], seqs[2], n, b.keyPrefix("ingest"), false)
 	if err != nil {
 		return err
 	}
-	rate := float64(n) / t1.Sub(t0).Seconds()
-	logf("worker: %d events applied and acked in %s: %.0f/s; %s", n, t1.Sub(t0).Round(time.Millisecond), rate, win.end(ctx))
-	if _, dead, err := b.lastSeq(ctx, live.DeadLetterStream()); err == nil && dead > 0 {
-		logf("WARNING: %d events were dead-lettered", dead)
-	}
-	if st, err := w.stats(false); err == nil {
-		logf("worker after ingest: RSS %.1f MB, heap %.1f MB, %d goroutines", mb(st.RSS), mb(int64(st.HeapLive)), st.Goroutines)
-	}
-	w.stop()
 	b.ingested = &ingestResult{streams: live, prefix: b.keyPrefix("ingest"), events: n, rate: rate}
 
 	target, pass := check(">=0.5", rate >= 0.5*rawRate)
 	b.report.add(figure{Name: "ingest", Value: rate, Unit: "events/s", Baseline: rawRate,
 		baselineText: "ack-only consumer", target: target, pass: pass})
+	b.report.add(figure{Name: "ingest_vs_raw_store", Value: rate, Unit: "events/s", Baseline: rawStoreRate,
+		baselineText: "worker, HGETALL+HSET+PEXPIREAT store"})
 	return nil
+}
+
+// timeWorker runs a worker child on the stream s until its n messages, up
+// to seq, are acknowledged and returns its rate; with raw it applies events
+// with rawStore.
+func (b *bench) timeWorker(ctx context.Context, what string, s consumer.Streams, cons jetstream.Consumer, seq uint64, n int, prefix string, raw bool) (float64, error) {
+	b.waitQuiet(ctx, "the "+what)
+	w, err := b.startChild(ctx, "worker", serverConfig{
+		RedisURL: b.redisURL, NATSURL: b.natsURL, KeyPrefix: prefix,
+		Stream: s.Stream, SubjectPrefix: s.SubjectPrefix, Concurrency: b.opts.concurrency, RawStore: raw,
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer w.stop()
+	profile := "worker-ingest"
+	if raw {
+		profile = "worker-ingest-raw-store"
+	}
+	stopProfile := b.profile(w, profile)
+	win := b.cpuStart(ctx, w)
+	t0 := time.Now()
+	t1, err := waitAcked(ctx, cons, seq, b.waitTimeout(n), what)
+	stopProfile()
+	if err != nil {
+		return 0, err
+	}
+	rate := float64(n) / t1.Sub(t0).Seconds()
+	logf("%s: %d events applied and acked in %s: %.0f/s; %s", what, n, t1.Sub(t0).Round(time.Millisecond), rate, win.end(ctx))
+	if _, dead, err := b.lastSeq(ctx, s.DeadLetterStream()); err == nil && dead > 0 {
+		logf("WARNING: %d events were dead-lettered", dead)
+	}
+	if st, err := w.stats(false); err == nil {
+		logf("%s after ingest: RSS %.1f MB, heap %.1f MB, %d goroutines", what, mb(st.RSS), mb(int64(st.HeapLive)), st.Goroutines)
+	}
+	return rate, nil
 }
 
 func mb(n int64) float64 { return float64(n) / (1 << 20) }
